@@ -1,0 +1,54 @@
+"""One place for configuration: every process reads the same ``NAS_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings shared by the API, the workers and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="NAS_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///var/nas.db",
+        description="SQLAlchemy URL; a SQLite file by default, postgresql+psycopg://... to share.",
+    )
+    artifacts_dir: Path = Path("var/artifacts")
+    cache_dir: Path = Path("var/cache")
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path("data")],
+        description="Folders (separated by the OS path separator) that datasets must lie in.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    backend: str = Field(
+        default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"),
+        description="Keras backend the worker trains with: tensorflow or jax.",
+    )
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    def resolved_data_roots(self) -> list[Path]:
+        """The data roots as absolute paths with symlinks resolved."""
+        return [root.expanduser().resolve() for root in self.data_roots]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,127 @@
+"""What a user may ask for: the validated body of ``POST /v1/searches``.
+
+These models import nothing heavy, so the API validates requests without Keras.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Head = Literal["flatten_dense", "gap", "gap_dense"]
+Algorithm = Literal["random", "bayesian", "hyperband"]
+Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
+Objective = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """A folder holding one subfolder of images per class."""
+
+    path: str = Field(min_length=1, description="Folder of class subfolders of images.")
+    image_size: int = Field(192, ge=16, le=512, description="Images are cropped to fill a square.")
+    validation_split: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = Field(0, ge=0, description="Seed of the stratified train/validation split.")
+    max_images_per_class: int | None = Field(
+        None, ge=2, description="Use at most this many images of each class (quick searches)."
+    )
+
+
+def _distinct_sorted(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError("values must be distinct")
+    return sorted(values)
+
+
+class ConvNetSpace(_Strict):
+    """The codelab convnet family: conv blocks, optional 1x1 convs, max pooling, a head."""
+
+    name: Literal["codelab_convnet"] = "codelab_convnet"
+    min_conv_blocks: int = Field(2, ge=1, le=8)
+    max_conv_blocks: int = Field(6, ge=1, le=8)
+    filters: list[int] = Field(default=[16, 32, 64, 128, 256], min_length=1)
+    one_by_one_conv: list[bool] = Field(
+        default=[False, True], min_length=1, description="Whether a 1x1 conv follows the 3x3."
+    )
+    heads: list[Head] = Field(default=["flatten_dense", "gap", "gap_dense"], min_length=1)
+    dense_units: list[int] = Field(default=[64, 128, 256], min_length=1)
+    learning_rates: list[float] = Field(default=[1e-2, 3e-3, 1e-3, 3e-4], min_length=1)
+
+    @field_validator("filters", "dense_units")
+    @classmethod
+    def _positive_widths(cls, values: list[int]) -> list[int]:
+        if any(not 1 <= value <= 2048 for value in values):
+            raise ValueError("every width must be between 1 and 2048")
+        return _distinct_sorted(values)
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _sane_rates(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 < value <= 1.0 for value in values):
+            raise ValueError("every learning rate must be in (0, 1]")
+        return _distinct_sorted(values)
+
+    @field_validator("one_by_one_conv", "heads")
+    @classmethod
+    def _distinct(cls, values: list) -> list:
+        return _distinct_sorted(values)
+
+    @model_validator(mode="after")
+    def _ordered_depths(self) -> ConvNetSpace:
+        if self.min_conv_blocks > self.max_conv_blocks:
+            raise ValueError("min_conv_blocks must not exceed max_conv_blocks")
+        return self
+
+
+class TunerSpec(_Strict):
+    """Which KerasTuner algorithm runs and with what budget."""
+
+    algorithm: Algorithm = "random"
+    max_trials: int = Field(10, ge=1, le=1000, description="Ignored by hyperband.")
+    epochs: int = Field(10, ge=1, le=1000, description="Epochs per trial (hyperband: max epochs).")
+    batch_size: int = Field(32, ge=1, le=4096)
+    seed: int | None = Field(None, ge=0)
+    hyperband_factor: int = Field(3, ge=2, le=10)
+    precision: Precision = "auto"
+
+    def planned_trials(self) -> int:
+        """How many trials the tuner will run if the space is not exhausted first."""
+        if self.algorithm != "hyperband":
+            return self.max_trials
+        return hyperband_trials(self.epochs, self.hyperband_factor)
+
+
+def hyperband_trials(max_epochs: int, factor: int) -> int:
+    """Trials in one Hyperband iteration, counted the way KerasTuner's oracle schedules them."""
+    brackets, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    bracket0_end_size = math.ceil(1 + math.log(max_epochs, factor))
+    total = 0
+    for bracket in range(brackets):
+        end_size = bracket0_end_size / (bracket + 1)
+        total += sum(
+            math.ceil(end_size * factor ** (bracket - round_num)) for round_num in range(bracket + 1)
+        )
+    return total
+
+
+class SearchSpec(_Strict):
+    """The body of ``POST /v1/searches``: every key but ``dataset.path`` has a default."""
+
+    dataset: DatasetSpec
+    space: ConvNetSpace = ConvNetSpace()
+    tuner: TunerSpec = TunerSpec()
+    objective: Objective = "val_accuracy"
+    export_top_k: int = Field(3, ge=1, le=20)
+
+    @property
+    def maximize(self) -> bool:
+        """Whether a higher objective is better."""
+        return self.objective.endswith("accuracy")

@@ -1,0 +1,104 @@
+"""Immutable records the storage layer hands out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class SearchStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the search will never change again."""
+        return self in {SearchStatus.SUCCEEDED, SearchStatus.FAILED, SearchStatus.CANCELLED}
+
+
+class TrialStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of a search, with its per-epoch metrics so far."""
+
+    search_id: str
+    trial_id: str
+    status: TrialStatus
+    hyperparameters: dict[str, Any]
+    score: float | None
+    params: int | None
+    epochs: int
+    seconds: float
+    history: tuple[dict[str, float], ...]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """A search job and how far it got."""
+
+    id: str
+    status: SearchStatus
+    spec: dict[str, Any]
+    trials_planned: int
+    trials_done: int
+    best_trial: TrialRecord | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker_id: str | None
+    attempt: int
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    accelerator: dict[str, Any] | None
+    precision: str | None
+    dataset_info: dict[str, Any] | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right of one worker to write one attempt of a search (a fencing token)."""
+
+    search_id: str
+    worker_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """A model exported at the end of a search, ranked from 1."""
+
+    search_id: str
+    rank: int
+    trial_id: str
+    score: float | None
+    params: int
+    formats: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker process and what it is doing."""
+
+    id: str
+    hostname: str
+    pid: int
+    backend: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    current_search_id: str | None

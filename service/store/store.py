@@ -1,0 +1,474 @@
+"""The store: every read and write of searches, trials, models and workers.
+
+Callers pass ids and get frozen records back. Each public method is one transaction;
+``_transaction`` is the one place that commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.store.engine import IMMEDIATE, make_engine
+from service.store.ranking import best_completed
+from service.store.records import (
+    ExportedModel,
+    Lease,
+    SearchRecord,
+    SearchStatus,
+    TrialRecord,
+    TrialStatus,
+    WorkerRecord,
+)
+from service.store.tables import ModelRow, SearchRow, TrialRow, WorkerRow
+
+
+class LeaseLostError(RuntimeError):
+    """The search is no longer held by this worker attempt; it must stop writing."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of searches, newest first."""
+
+    items: tuple[SearchRecord, ...]
+    total: int
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What a heartbeat learns: whether the user asked the search to stop."""
+
+    cancel_requested: bool
+
+
+class Store:
+    """Persistent state of the service, on SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._writer_sessions = sessionmaker(
+            bind=engine.execution_options(**{IMMEDIATE: True}), expire_on_commit=False
+        )
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Session]:
+        factory = self._writer_sessions if write else self._sessions
+        with factory() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close pooled connections (before forking, at shutdown)."""
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self._transaction() as session:
+            session.execute(select(1))
+
+    # Searches -------------------------------------------------------------------------
+
+    def create_search(self, spec: dict[str, Any], trials_planned: int) -> SearchRecord:
+        """Queue a new search."""
+        row = SearchRow(
+            id=uuid.uuid4().hex,
+            status=SearchStatus.QUEUED.value,
+            spec=spec,
+            trials_planned=trials_planned,
+            created_at=utcnow(),
+            attempt=0,
+            cancel_requested=False,
+        )
+        with self._transaction(write=True) as session:
+            session.add(row)
+            session.flush()
+            return _search_record(row, [])
+
+    def get_search(self, search_id: str) -> SearchRecord | None:
+        """The search with its progress, or None."""
+        with self._transaction() as session:
+            row = session.get(SearchRow, search_id)
+            if row is None:
+                return None
+            return _search_record(row, _trials_of(session, [search_id]).get(search_id, []))
+
+    def list_searches(self, *, limit: int, offset: int) -> SearchPage:
+        """Searches newest first."""
+        with self._transaction() as session:
+            total = session.scalar(select(func.count()).select_from(SearchRow)) or 0
+            rows = session.scalars(
+                select(SearchRow)
+                .order_by(SearchRow.created_at.desc(), SearchRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            trials = _trials_of(session, [row.id for row in rows])
+            items = tuple(_search_record(row, trials.get(row.id, [])) for row in rows)
+            return SearchPage(items=items, total=total)
+
+    def request_cancel(self, search_id: str) -> SearchRecord | None:
+        """Cancel a queued search now; ask the worker of a running one to stop."""
+        with self._transaction(write=True) as session:
+            row = session.get(SearchRow, search_id)
+            if row is None:
+                return None
+            if row.status == SearchStatus.QUEUED:
+                row.status = SearchStatus.CANCELLED.value
+                row.finished_at = utcnow()
+            elif row.status == SearchStatus.RUNNING:
+                row.cancel_requested = True
+            session.flush()
+            return _search_record(row, _trials_of(session, [search_id]).get(search_id, []))
+
+    def claim_next(self, worker_id: str, lease_seconds: float) -> Lease | None:
+        """Atomically take the oldest queued search, or None when the queue is empty."""
+        now = utcnow()
+        oldest_queued = (
+            select(SearchRow.id)
+            .where(SearchRow.status == SearchStatus.QUEUED.value)
+            .order_by(SearchRow.created_at, SearchRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            update(SearchRow)
+            .where(SearchRow.id == oldest_queued, SearchRow.status == SearchStatus.QUEUED.value)
+            .values(
+                status=SearchStatus.RUNNING.value,
+                worker_id=worker_id,
+                attempt=SearchRow.attempt + 1,
+                started_at=func.coalesce(SearchRow.started_at, now),
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(SearchRow.id, SearchRow.attempt)
+            .execution_options(synchronize_session=False)
+        )
+        with self._transaction(write=True) as session:
+            claimed = session.execute(claim).first()
+            if claimed is None:
+                return None
+            return Lease(search_id=claimed.id, worker_id=worker_id, attempt=claimed.attempt)
+
+    def renew_lease(self, lease: Lease, lease_seconds: float) -> LeaseState:
+        """Extend the lease (the heartbeat); raises LeaseLostError if it is gone."""
+        with self._transaction(write=True) as session:
+            cancel_requested = session.execute(
+                update(SearchRow)
+                .where(*_held_by(lease))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+                .returning(SearchRow.cancel_requested)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            if cancel_requested is None:
+                raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
+            return LeaseState(cancel_requested=bool(cancel_requested))
+
+    def requeue_expired(self, max_attempts: int) -> list[str]:
+        """Put back running searches whose lease ran out; fail those out of attempts."""
+        now = utcnow()
+        with self._transaction(write=True) as session:
+            rows = session.scalars(
+                select(SearchRow)
+                .where(
+                    SearchRow.status == SearchStatus.RUNNING.value,
+                    SearchRow.lease_expires_at < now,
+                )
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                row.worker_id = None
+                row.lease_expires_at = None
+                if row.cancel_requested:
+                    row.status, row.finished_at = SearchStatus.CANCELLED.value, now
+                elif row.attempt >= max_attempts:
+                    row.status, row.finished_at = SearchStatus.FAILED.value, now
+                    row.error = f"the worker stopped answering on each of {row.attempt} attempts"
+                else:
+                    row.status = SearchStatus.QUEUED.value
+            return [row.id for row in rows]
+
+    def record_run_context(
+        self,
+        lease: Lease,
+        *,
+        accelerator: dict[str, Any],
+        precision: str,
+        dataset_info: dict[str, Any],
+    ) -> None:
+        """Note where and how the search trains: strategy, devices, precision, data."""
+        self._write_fenced(
+            lease, accelerator=accelerator, precision=precision, dataset_info=dataset_info
+        )
+
+    def finish_search(self, lease: Lease, status: SearchStatus, error: str | None = None) -> None:
+        """End the attempt with a terminal status."""
+        if not status.terminal:
+            raise ValueError(f"{status} is not a terminal status")
+        self._write_fenced(
+            lease,
+            status=status.value,
+            error=error,
+            finished_at=utcnow(),
+            lease_expires_at=None,
+        )
+
+    def _write_fenced(self, lease: Lease, **values: Any) -> None:
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            session.execute(
+                update(SearchRow)
+                .where(SearchRow.id == lease.search_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    # Trials ---------------------------------------------------------------------------
+
+    def start_trial(self, lease: Lease, trial_id: str, hyperparameters: dict[str, Any]) -> None:
+        """Record that a trial began (again, if an earlier attempt was interrupted)."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = session.get(TrialRow, (lease.search_id, trial_id))
+            if row is None:
+                row = TrialRow(search_id=lease.search_id, trial_id=trial_id)
+                session.add(row)
+            row.status = TrialStatus.RUNNING.value
+            row.hyperparameters = hyperparameters
+            row.score, row.params, row.epochs, row.seconds = None, None, 0, 0.0
+            row.history, row.error = [], None
+            row.started_at, row.finished_at = utcnow(), None
+
+    def record_epoch(
+        self,
+        lease: Lease,
+        trial_id: str,
+        *,
+        metrics: dict[str, float],
+        score: float | None,
+        params: int,
+        seconds: float,
+    ) -> None:
+        """Append one epoch's metrics to a running trial."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = _trial_row(session, lease.search_id, trial_id)
+            row.history = [*row.history, metrics]
+            row.epochs = len(row.history)
+            row.score, row.params, row.seconds = score, params, seconds
+
+    def finish_trial(
+        self,
+        lease: Lease,
+        trial_id: str,
+        *,
+        status: TrialStatus,
+        score: float | None,
+        seconds: float,
+        error: str | None = None,
+    ) -> None:
+        """Close a trial as completed or failed."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = _trial_row(session, lease.search_id, trial_id)
+            row.status, row.score, row.seconds, row.error = status.value, score, seconds, error
+            row.finished_at = utcnow()
+
+    def list_trials(self, search_id: str) -> list[TrialRecord]:
+        """Every trial of a search, in the order they started."""
+        with self._transaction() as session:
+            return _trials_of(session, [search_id]).get(search_id, [])
+
+    # Models ---------------------------------------------------------------------------
+
+    def record_models(self, lease: Lease, models: Sequence[ExportedModel]) -> None:
+        """Replace the exported models of a search."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            for old in session.scalars(select(ModelRow).where(ModelRow.search_id == lease.search_id)):
+                session.delete(old)
+            session.flush()
+            session.add_all(
+                ModelRow(
+                    search_id=lease.search_id,
+                    rank=model.rank,
+                    trial_id=model.trial_id,
+                    score=model.score,
+                    params=model.params,
+                    formats=list(model.formats),
+                    created_at=model.created_at,
+                )
+                for model in models
+            )
+
+    def list_models(self, search_id: str) -> list[ExportedModel]:
+        """Exported models of a search, best first."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(ModelRow).where(ModelRow.search_id == search_id).order_by(ModelRow.rank)
+            ).all()
+            return [
+                ExportedModel(
+                    search_id=row.search_id,
+                    rank=row.rank,
+                    trial_id=row.trial_id,
+                    score=row.score,
+                    params=row.params,
+                    formats=tuple(row.formats),
+                    created_at=row.created_at,
+                )
+                for row in rows
+            ]
+
+    # Workers --------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, *, hostname: str, pid: int, backend: str) -> None:
+        """Announce a worker process."""
+        now = utcnow()
+        with self._transaction(write=True) as session:
+            session.add(
+                WorkerRow(
+                    id=worker_id,
+                    hostname=hostname,
+                    pid=pid,
+                    backend=backend,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+
+    def worker_heartbeat(self, worker_id: str, current_search_id: str | None) -> None:
+        """Note that a worker is alive and what it runs."""
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)
+                .values(heartbeat_at=utcnow(), current_search_id=current_search_id)
+            )
+
+    def worker_stopped(self, worker_id: str) -> None:
+        """Note a clean worker exit."""
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)
+                .values(stopped_at=utcnow(), current_search_id=None)
+            )
+
+    def list_workers(self) -> list[WorkerRecord]:
+        """Every worker that ever registered, newest first."""
+        with self._transaction() as session:
+            rows = session.scalars(select(WorkerRow).order_by(WorkerRow.started_at.desc())).all()
+            return [
+                WorkerRecord(
+                    id=row.id,
+                    hostname=row.hostname,
+                    pid=row.pid,
+                    backend=row.backend,
+                    started_at=row.started_at,
+                    heartbeat_at=row.heartbeat_at,
+                    stopped_at=row.stopped_at,
+                    current_search_id=row.current_search_id,
+                )
+                for row in rows
+            ]
+
+
+def create_store(database_url: str) -> Store:
+    """A store on a new engine for ``database_url``."""
+    return Store(make_engine(database_url))
+
+
+def _held_by(lease: Lease) -> tuple[Any, ...]:
+    return (
+        SearchRow.id == lease.search_id,
+        SearchRow.worker_id == lease.worker_id,
+        SearchRow.attempt == lease.attempt,
+        SearchRow.status == SearchStatus.RUNNING.value,
+    )
+
+
+def _check_fence(session: Session, lease: Lease) -> None:
+    # A no-op UPDATE takes the row lock, so a requeue cannot slip in before the write.
+    touched = session.execute(
+        update(SearchRow)
+        .where(*_held_by(lease))
+        .values(attempt=SearchRow.attempt)
+        .returning(SearchRow.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if touched is None:
+        raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
+
+
+def _trial_row(session: Session, search_id: str, trial_id: str) -> TrialRow:
+    row = session.get(TrialRow, (search_id, trial_id))
+    if row is None:
+        raise KeyError(f"trial {trial_id} of search {search_id} was never started")
+    return row
+
+
+def _trials_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[TrialRecord]]:
+    if not search_ids:
+        return {}
+    rows = session.scalars(
+        select(TrialRow)
+        .where(TrialRow.search_id.in_(search_ids))
+        .order_by(TrialRow.started_at, TrialRow.trial_id)
+    ).all()
+    grouped: dict[str, list[TrialRecord]] = {}
+    for row in rows:
+        grouped.setdefault(row.search_id, []).append(_trial_record(row))
+    return grouped
+
+
+def _trial_record(row: TrialRow) -> TrialRecord:
+    return TrialRecord(
+        search_id=row.search_id,
+        trial_id=row.trial_id,
+        status=TrialStatus(row.status),
+        hyperparameters=dict(row.hyperparameters),
+        score=row.score,
+        params=row.params,
+        epochs=row.epochs,
+        seconds=row.seconds,
+        history=tuple(dict(epoch) for epoch in row.history),
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _search_record(row: SearchRow, trials: list[TrialRecord]) -> SearchRecord:
+    done = sum(trial.status != TrialStatus.RUNNING for trial in trials)
+    return SearchRecord(
+        id=row.id,
+        status=SearchStatus(row.status),
+        spec=dict(row.spec),
+        trials_planned=row.trials_planned,
+        trials_done=done,
+        best_trial=best_completed(trials, row.spec.get("objective", "val_accuracy")),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        worker_id=row.worker_id,
+        attempt=row.attempt,
+        lease_expires_at=row.lease_expires_at,
+        cancel_requested=row.cancel_requested,
+        accelerator=row.accelerator,
+        precision=row.precision,
+        dataset_info=row.dataset_info,
+        error=row.error,
+    )
