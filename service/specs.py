@@ -107,7 +107,8 @@ def hyperband_trials(max_epochs: int, factor: int) -> int:
     for bracket in range(brackets):
         end_size = bracket0_end_size / (bracket + 1)
         total += sum(
-            math.ceil(end_size * factor ** (bracket - round_num)) for round_num in range(bracket + 1)
+            math.ceil(end_size * factor ** (bracket - round_num))
+            for round_num in range(bracket + 1)
         )
     return total
 

@@ -54,7 +54,9 @@ def ensure_schema_current(engine: Engine) -> None:
         raise SchemaMismatchError(
             "the database has no schema yet: run `nas migrate` (same NAS_DATABASE_URL) first"
         )
-    known = {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    known = {
+        rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
+    }
     if current not in known:
         raise SchemaMismatchError(
             f"the database schema ({current}) is newer than this code ({head}): "

@@ -176,6 +176,12 @@ class Store:
                 raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
             return LeaseState(cancel_requested=bool(cancel_requested))
 
+    def release(self, lease: Lease) -> None:
+        """Give a search back to the queue at once (a worker shutting down cleanly)."""
+        self._write_fenced(
+            lease, status=SearchStatus.QUEUED.value, worker_id=None, lease_expires_at=None
+        )
+
     def requeue_expired(self, max_attempts: int) -> list[str]:
         """Put back running searches whose lease ran out; fail those out of attempts."""
         now = utcnow()
@@ -260,14 +266,15 @@ class Store:
         score: float | None,
         params: int,
         seconds: float,
-    ) -> None:
-        """Append one epoch's metrics to a running trial."""
+    ) -> LeaseState:
+        """Append one epoch's metrics to a running trial; says whether to stop."""
         with self._transaction(write=True) as session:
-            _check_fence(session, lease)
+            cancel_requested = _check_fence(session, lease)
             row = _trial_row(session, lease.search_id, trial_id)
             row.history = [*row.history, metrics]
             row.epochs = len(row.history)
             row.score, row.params, row.seconds = score, params, seconds
+            return LeaseState(cancel_requested=cancel_requested)
 
     def finish_trial(
         self,
@@ -297,7 +304,9 @@ class Store:
         """Replace the exported models of a search."""
         with self._transaction(write=True) as session:
             _check_fence(session, lease)
-            for old in session.scalars(select(ModelRow).where(ModelRow.search_id == lease.search_id)):
+            for old in session.scalars(
+                select(ModelRow).where(ModelRow.search_id == lease.search_id)
+            ):
                 session.delete(old)
             session.flush()
             session.add_all(
@@ -400,17 +409,19 @@ def _held_by(lease: Lease) -> tuple[Any, ...]:
     )
 
 
-def _check_fence(session: Session, lease: Lease) -> None:
+def _check_fence(session: Session, lease: Lease) -> bool:
+    """Raise LeaseLostError unless ``lease`` still holds; return whether cancel was asked."""
     # A no-op UPDATE takes the row lock, so a requeue cannot slip in before the write.
-    touched = session.execute(
+    cancel_requested = session.execute(
         update(SearchRow)
         .where(*_held_by(lease))
         .values(attempt=SearchRow.attempt)
-        .returning(SearchRow.id)
+        .returning(SearchRow.cancel_requested)
         .execution_options(synchronize_session=False)
-    ).first()
-    if touched is None:
+    ).scalar_one_or_none()
+    if cancel_requested is None:
         raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
+    return bool(cancel_requested)
 
 
 def _trial_row(session: Session, search_id: str, trial_id: str) -> TrialRow:

@@ -1,0 +1,75 @@
+"""Exported models of a search: list, summary, SavedModel tarball, .keras file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from service.api.deps import SearchDep, SettingsDep, StoreDep
+from service.api.schemas import ModelList, ModelOut
+from service.artifacts import ModelArtifacts, SearchArtifacts
+
+router = APIRouter(prefix="/v1/searches/{search_id}/models", tags=["models"])
+
+Rank = Annotated[int, PathParam(ge=1, le=1000, description="1 is the best model.")]
+
+
+@router.get("")
+def list_models(search: SearchDep, store: StoreDep) -> ModelList:
+    """The exported models, best first."""
+    return ModelList(
+        search_id=search.id, models=[ModelOut.of(model) for model in store.list_models(search.id)]
+    )
+
+
+def _model_files(
+    search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
+) -> ModelArtifacts:
+    if not any(model.rank == rank for model in store.list_models(search.id)):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"search {search.id} has no model ranked {rank}"
+        )
+    return SearchArtifacts(settings.artifacts_dir, search.id).model(rank)
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"this model has no {what}")
+    return path
+
+
+@router.get("/{rank}/summary", response_class=PlainTextResponse)
+def get_summary(search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank) -> str:
+    """The text of ``model.summary()``."""
+    files = _model_files(search, store, settings, rank)
+    return _existing(files.summary_file, "summary").read_text(encoding="utf-8")
+
+
+@router.get("/{rank}/savedmodel", response_class=FileResponse)
+def get_savedmodel(
+    search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
+) -> FileResponse:
+    """A ``.tar.gz`` of the SavedModel directory (serving signature takes 0-255 RGB)."""
+    files = _model_files(search, store, settings, rank)
+    return FileResponse(
+        _existing(files.savedmodel_tarball, "SavedModel export"),
+        media_type="application/gzip",
+        filename=f"{search.id}-rank{rank}-savedmodel.tar.gz",
+    )
+
+
+@router.get("/{rank}/keras", response_class=FileResponse)
+def get_keras(
+    search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
+) -> FileResponse:
+    """The native ``.keras`` file."""
+    files = _model_files(search, store, settings, rank)
+    return FileResponse(
+        _existing(files.keras_file, ".keras file"),
+        media_type="application/octet-stream",
+        filename=f"{search.id}-rank{rank}.keras",
+    )

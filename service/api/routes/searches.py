@@ -1,0 +1,71 @@
+"""Searches: submit, list, inspect, cancel, leaderboard."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from service.api.deps import SearchDep, SettingsDep, StoreDep
+from service.api.schemas import Leaderboard, SearchList, SearchOut, TrialOut
+from service.specs import SearchSpec
+from service.store import SearchStatus
+from service.store.ranking import leaderboard
+from service.submission import check_submission
+
+router = APIRouter(prefix="/v1/searches", tags=["searches"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def submit_search(spec: SearchSpec, store: StoreDep, settings: SettingsDep) -> SearchOut:
+    """Queue an architecture search; malformed specs and unusable datasets get a 422."""
+    checked = check_submission(spec, settings.resolved_data_roots())
+    search = store.create_search(
+        checked.model_dump(mode="json"), trials_planned=checked.tuner.planned_trials()
+    )
+    return SearchOut.of(search)
+
+
+@router.get("")
+def list_searches(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SearchList:
+    """Searches, newest first."""
+    page = store.list_searches(limit=limit, offset=offset)
+    return SearchList(
+        items=[SearchOut.of(search) for search in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{search_id}")
+def get_search(search: SearchDep) -> SearchOut:
+    """Status, progress, best trial so far and the accelerator used."""
+    return SearchOut.of(search)
+
+
+@router.get("/{search_id}/leaderboard")
+def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
+    """Every trial ranked by the objective, with per-epoch history; updated every epoch."""
+    objective = search.spec["objective"]
+    rows = [
+        TrialOut.of(trial, rank)
+        for rank, trial in leaderboard(store.list_trials(search.id), objective)
+    ]
+    return Leaderboard(search_id=search.id, objective=objective, trials=rows)
+
+
+@router.post("/{search_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+def cancel_search(search: SearchDep, store: StoreDep) -> SearchOut:
+    """Cancel a queued search at once; a running one stops at the next heartbeat."""
+    if search.status in {SearchStatus.SUCCEEDED, SearchStatus.FAILED}:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"search already {search.status.value}"
+        )
+    cancelled = store.request_cancel(search.id)
+    assert cancelled is not None
+    return SearchOut.of(cancelled)

@@ -1,0 +1,29 @@
+"""The worker processes known to the queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from service.api.deps import StoreDep
+
+router = APIRouter(prefix="/v1/workers", tags=["workers"])
+
+
+class WorkerOut(BaseModel):
+    id: str
+    hostname: str
+    pid: int
+    backend: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    current_search_id: str | None
+
+
+@router.get("")
+def list_workers(store: StoreDep) -> dict[str, list[WorkerOut]]:
+    """Every worker that registered, newest first, with its last heartbeat."""
+    return {"items": [WorkerOut(**vars(worker)) for worker in store.list_workers()]}

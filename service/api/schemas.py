@@ -1,0 +1,129 @@
+"""Response bodies of the API, built from the store's records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.specs import SearchSpec
+from service.store import ExportedModel, SearchRecord, TrialRecord
+
+
+class TrialOut(BaseModel):
+    """One row of the leaderboard."""
+
+    trial_id: str
+    rank: int | None
+    status: str
+    score: float | None
+    hyperparameters: dict[str, Any]
+    params: int | None
+    epochs: int
+    seconds: float
+    history: list[dict[str, float]]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, trial: TrialRecord, rank: int | None) -> TrialOut:
+        return cls(
+            trial_id=trial.trial_id,
+            rank=rank,
+            status=trial.status.value,
+            score=trial.score,
+            hyperparameters=trial.hyperparameters,
+            params=trial.params,
+            epochs=trial.epochs,
+            seconds=round(trial.seconds, 3),
+            history=list(trial.history),
+            error=trial.error,
+            started_at=trial.started_at,
+            finished_at=trial.finished_at,
+        )
+
+
+class SearchOut(BaseModel):
+    """A search and its progress."""
+
+    id: str
+    status: str
+    spec: SearchSpec
+    trials_planned: int
+    trials_done: int
+    best_trial: TrialOut | None
+    accelerator: dict[str, Any] | None
+    precision: str | None
+    dataset: dict[str, Any] | None
+    attempt: int
+    cancel_requested: bool
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, search: SearchRecord) -> SearchOut:
+        return cls(
+            id=search.id,
+            status=search.status.value,
+            spec=SearchSpec.model_validate(search.spec),
+            trials_planned=search.trials_planned,
+            trials_done=search.trials_done,
+            best_trial=TrialOut.of(search.best_trial, 1) if search.best_trial else None,
+            accelerator=search.accelerator,
+            precision=search.precision,
+            dataset=search.dataset_info,
+            attempt=search.attempt,
+            cancel_requested=search.cancel_requested,
+            error=search.error,
+            created_at=search.created_at,
+            started_at=search.started_at,
+            finished_at=search.finished_at,
+        )
+
+
+class SearchList(BaseModel):
+    items: list[SearchOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Leaderboard(BaseModel):
+    search_id: str
+    objective: str
+    trials: list[TrialOut]
+
+
+class ModelOut(BaseModel):
+    """An exported model and where to fetch its files."""
+
+    rank: int
+    trial_id: str
+    score: float | None
+    params: int
+    formats: list[str]
+    created_at: datetime
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, model: ExportedModel) -> ModelOut:
+        base = f"/v1/searches/{model.search_id}/models/{model.rank}"
+        links = {"summary": f"{base}/summary"} | {fmt: f"{base}/{fmt}" for fmt in model.formats}
+        return cls(
+            rank=model.rank,
+            trial_id=model.trial_id,
+            score=model.score,
+            params=model.params,
+            formats=list(model.formats),
+            created_at=model.created_at,
+            links=links,
+        )
+
+
+class ModelList(BaseModel):
+    search_id: str
+    models: list[ModelOut]

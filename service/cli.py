@@ -1,0 +1,90 @@
+"""The ``nas`` command: migrate the schema, serve the API, run a worker, run the demo."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.settings import get_settings
+from service.store import SchemaMismatchError, create_store, ensure_schema_current, migrate
+
+app = typer.Typer(help="Neural architecture search for Keras, as a service.", no_args_is_help=True)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Create or upgrade the database schema (NAS_DATABASE_URL)."""
+    store = create_store(get_settings().database_url)
+    migrate(store.engine)
+    store.dispose()
+    typer.echo("database schema is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (NAS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (NAS_PORT).")] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from service.api import create_app
+
+    _logging()
+    settings = get_settings()
+    try:
+        api = create_app(settings)
+    except SchemaMismatchError as error:
+        raise typer.Exit(_refuse(error)) from None
+    uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@app.command()
+def worker(
+    max_searches: Annotated[int | None, typer.Option(help="Exit after this many searches.")] = None,
+    exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+) -> None:
+    """Run one worker: claim queued searches and run them, one at a time."""
+    from worker.loop import Worker
+
+    _logging()
+    settings = get_settings()
+    store = create_store(settings.database_url)
+    try:
+        ensure_schema_current(store.engine)
+    except SchemaMismatchError as error:
+        raise typer.Exit(_refuse(error)) from None
+    Worker(settings, store).run(max_searches=max_searches, exit_when_idle=exit_when_idle)
+    store.dispose()
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of class subfolders; default NAS_DATA_DIR, else tf_flowers."),
+    ] = None,
+    image_size: Annotated[int, typer.Option(help="Image size of the demo search.")] = 64,
+    max_trials: Annotated[int, typer.Option(help="Trials of the demo search.")] = 4,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 4,
+) -> None:
+    """Start the API and a worker, run a search on the flowers photos, show the results."""
+    from service.demo import run_demo
+
+    raise typer.Exit(
+        run_demo(data_dir=data_dir, image_size=image_size, max_trials=max_trials, epochs=epochs)
+    )
+
+
+def _refuse(error: SchemaMismatchError) -> int:
+    typer.echo(f"error: {error}", err=True)
+    return 2

@@ -1,0 +1,54 @@
+"""Checks a search request against the machine before it may enter the queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+
+from search_spaces.limits import min_image_size
+from service.specs import SearchSpec
+from worker.datasets import DatasetError, scan_folder
+
+
+def field_error(loc: tuple[str, ...], message: str, value: Any) -> RequestValidationError:
+    """A 422 in FastAPI's own format, naming the field at ``loc`` of the body."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", *loc), "msg": message, "input": value}]
+    )
+
+
+def resolve_inside_roots(raw_path: str, roots: list[Path]) -> Path:
+    """The dataset folder with symlinks resolved, if it lies inside a data root.
+
+    The answer is the same whether or not an outside path exists, so the API cannot be
+    used to probe the file system.
+    """
+    resolved = Path(raw_path).expanduser().resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise field_error(
+            ("dataset", "path"),
+            "must lie inside one of the configured data roots (NAS_DATA_ROOTS)",
+            raw_path,
+        )
+    return resolved
+
+
+def check_submission(spec: SearchSpec, data_roots: list[Path]) -> SearchSpec:
+    """The spec with its dataset path made absolute, or a 422 naming what is wrong."""
+    smallest = min_image_size(spec.space)
+    if spec.dataset.image_size < smallest:
+        raise field_error(
+            ("dataset", "image_size"),
+            f"{spec.space.max_conv_blocks} pooling blocks need images of at least "
+            f"{smallest} px; raise image_size or lower space.max_conv_blocks",
+            spec.dataset.image_size,
+        )
+    path = resolve_inside_roots(spec.dataset.path, data_roots)
+    try:
+        scan_folder(path, spec.dataset.max_images_per_class)
+    except DatasetError as error:
+        raise field_error(("dataset", "path"), str(error), spec.dataset.path) from None
+    dataset = spec.dataset.model_copy(update={"path": str(path)})
+    return spec.model_copy(update={"dataset": dataset})

@@ -1,0 +1,1 @@
+"""The worker: claims queued searches and runs them with KerasTuner."""

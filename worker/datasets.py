@@ -1,0 +1,244 @@
+"""Folders of class subfolders of images: scan, decode (crop to fill), cache and split.
+
+Imports only NumPy, Pillow and the standard library, so the API can validate paths with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+# Part of every cache key: bump it whenever decoding changes, so that stale caches are never read.
+CACHE_FORMAT = 1
+
+_log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message is meant for the user who submitted it."""
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """The image files of a folder of class subfolders, in a deterministic order.
+
+    ``labels[i]`` is the index in ``class_names`` of the folder holding ``files[i]``.
+    """
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: tuple[Path, ...]
+    labels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Decoded images: ``images`` is (N, S, S, 3) uint8 RGB and ``labels`` is (N,) int32.
+
+    ``skipped`` lists the files (relative to the scanned root) that could not be decoded;
+    ``from_cache`` tells whether the set was read from the cache rather than decoded.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    skipped: tuple[str, ...]
+    from_cache: bool = False
+
+
+def scan_folder(path: Path, max_images_per_class: int | None = None) -> FolderScan:
+    """List the images of ``path``, one subfolder per class, sorted by name.
+
+    Hidden entries are ignored, as are files without an image suffix and anything nested
+    deeper than the class subfolders. With ``max_images_per_class``, only the first images
+    (by name) of each class are kept.
+
+    Raises:
+        DatasetError: ``path`` is not a readable folder, has fewer than 2 class subfolders,
+            or a class subfolder holds no images.
+    """
+    if not path.is_dir():
+        raise DatasetError(f"{path} is not a folder")
+    try:
+        class_dirs = sorted(
+            (entry for entry in path.iterdir() if entry.is_dir() and not _hidden(entry)),
+            key=lambda entry: entry.name,
+        )
+        per_class = [_image_files(folder)[:max_images_per_class] for folder in class_dirs]
+    except OSError as error:
+        raise DatasetError(f"cannot read {path}: {error.strerror or error}") from error
+    if len(class_dirs) < 2:
+        raise DatasetError(
+            f"{path} must hold one subfolder of images per class, at least 2; "
+            f"found {len(class_dirs)}"
+        )
+    if not any(per_class):
+        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+        raise DatasetError(f"no images ({suffixes}) in the class subfolders of {path}")
+    empty = [folder.name for folder, files in zip(class_dirs, per_class, strict=True) if not files]
+    if empty:
+        raise DatasetError(f"class folders hold no images: {', '.join(empty)} (in {path})")
+    return FolderScan(
+        root=path,
+        class_names=tuple(folder.name for folder in class_dirs),
+        files=tuple(file for files in per_class for file in files),
+        labels=tuple(label for label, files in enumerate(per_class) for _ in files),
+    )
+
+
+def crop_to_fill(image: Image.Image, size: int) -> np.ndarray:
+    """The largest centered square of ``image``, resized to (size, size, 3) uint8 RGB."""
+    rgb = image.convert("RGB")
+    side = min(rgb.size)
+    left = (rgb.width - side) // 2
+    top = (rgb.height - side) // 2
+    # Cropped before resizing: resize(box=...) would blend in pixels from outside the square.
+    square = rgb.crop((left, top, left + side, top + side))
+    return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def load_images(scan: FolderScan, image_size: int, cache_dir: Path | None) -> ImageSet:
+    """Decode every scanned file with :func:`crop_to_fill`, skipping unreadable ones.
+
+    With ``cache_dir``, the result is stored there under a key of the image size, the class
+    names and each file's relative path, size and modification time; a later call with the
+    same key reads it back and decodes nothing.
+
+    Raises:
+        DatasetError: a class has no readable image.
+    """
+    cache_file = None if cache_dir is None else cache_dir / f"{_cache_key(scan, image_size)}.npz"
+    if cache_file is not None:
+        cached = _read_cache(cache_file)
+        if cached is not None:
+            return cached
+    image_set = _decode(scan, image_size)
+    if cache_file is not None:
+        _write_cache(cache_file, image_set)
+    return image_set
+
+
+def stratified_split(
+    labels: np.ndarray, validation_split: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) indices into ``labels``, holding out a share of each class.
+
+    Each class with n images gives ``round(n * validation_split)`` of them, chosen at random
+    from ``seed``, to validation, but at least 1 and at most n - 1 when n >= 2 (none when n is 1).
+    """
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train: list[np.ndarray] = []
+    validation: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        count = len(members)
+        held_out = min(max(round(count * validation_split), 1), count - 1) if count >= 2 else 0
+        validation.append(members[:held_out])
+        train.append(members[held_out:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+
+
+def _hidden(entry: Path) -> bool:
+    return entry.name.startswith(".")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        entry
+        for entry in folder.iterdir()
+        if entry.suffix.lower() in IMAGE_SUFFIXES and not _hidden(entry) and entry.is_file()
+    )
+
+
+def _relative(scan: FolderScan, file: Path) -> str:
+    return file.relative_to(scan.root).as_posix()
+
+
+def _cache_key(scan: FolderScan, image_size: int) -> str:
+    entries = []
+    for file in scan.files:
+        try:
+            stat = file.stat()
+            entries.append([_relative(scan, file), stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            # A file gone since the scan is skipped by the decoder; the key must still differ.
+            entries.append([_relative(scan, file), None, None])
+    payload = json.dumps([CACHE_FORMAT, image_size, list(scan.class_names), entries])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _decode(scan: FolderScan, image_size: int) -> ImageSet:
+    images = np.empty((len(scan.files), image_size, image_size, 3), dtype=np.uint8)
+    labels: list[int] = []
+    skipped: list[str] = []
+    for file, label in zip(scan.files, scan.labels, strict=True):
+        try:
+            with Image.open(file) as image:
+                images[len(labels)] = crop_to_fill(image, image_size)
+        except (OSError, ValueError, EOFError, Image.DecompressionBombError) as error:
+            _log.warning("skipping unreadable image %s: %s", file, error)
+            skipped.append(_relative(scan, file))
+            continue
+        labels.append(label)
+    label_array = np.asarray(labels, dtype=np.int32)
+    counts = np.bincount(label_array, minlength=len(scan.class_names))
+    unreadable = [name for name, count in zip(scan.class_names, counts, strict=True) if not count]
+    if unreadable:
+        raise DatasetError(
+            f"no readable images in class folders: {', '.join(unreadable)} (in {scan.root})"
+        )
+    return ImageSet(
+        images=images[: len(labels)],
+        labels=label_array,
+        class_names=scan.class_names,
+        skipped=tuple(skipped),
+    )
+
+
+def _read_cache(cache_file: Path) -> ImageSet | None:
+    try:
+        with np.load(cache_file, allow_pickle=False) as data:
+            return ImageSet(
+                images=data["images"],
+                labels=data["labels"],
+                class_names=tuple(str(name) for name in data["class_names"]),
+                skipped=tuple(str(path) for path in data["skipped"]),
+                from_cache=True,
+            )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        _log.warning("ignoring unreadable cache %s: %s", cache_file, error)
+        return None
+
+
+def _write_cache(cache_file: Path, image_set: ImageSet) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside then renamed, so that a concurrent reader never sees half a file.
+    descriptor, temporary = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            np.savez(
+                out,
+                images=image_set.images,
+                labels=image_set.labels,
+                class_names=np.array(image_set.class_names, dtype=str),
+                skipped=np.array(image_set.skipped, dtype=str),
+            )
+        os.replace(temporary, cache_file)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

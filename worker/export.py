@@ -1,0 +1,137 @@
+"""Exports the best models of a search: SavedModel (tarball), .keras, summary, class names."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from service.artifacts import ModelArtifacts, SearchArtifacts
+from service.store import ExportedModel
+
+log = logging.getLogger(__name__)
+
+
+def savedmodel_available() -> bool:
+    """SavedModel export needs TensorFlow, even when training ran on JAX."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def export_best_models(
+    tuner: keras_tuner.Tuner,
+    *,
+    top_k: int,
+    artifacts: SearchArtifacts,
+    class_names: Sequence[str],
+    image_size: int,
+) -> list[ExportedModel]:
+    """Write the ``top_k`` best completed trials' models and describe them."""
+    exported = []
+    for rank, trial in enumerate(tuner.oracle.get_best_trials(top_k), start=1):
+        with warnings.catch_warnings():
+            # Checkpoints hold the weights only; the fresh optimizer is built just below.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.load_model(trial)
+        if model.optimizer is not None and not model.optimizer.built:
+            # Built, so the .keras file loads without an optimizer-mismatch warning.
+            model.optimizer.build(model.trainable_variables)
+        files = artifacts.model(rank)
+        if files.directory.exists():
+            shutil.rmtree(files.directory)
+        files.directory.mkdir(parents=True)
+        formats = export_model(model, files, class_names, image_size)
+        exported.append(
+            ExportedModel(
+                search_id=artifacts.search_id,
+                rank=rank,
+                trial_id=trial.trial_id,
+                score=trial.score,
+                params=model.count_params(),
+                formats=tuple(formats),
+                created_at=datetime.now(UTC),
+            )
+        )
+        log.info("exported trial %s as rank %d (%s)", trial.trial_id, rank, ", ".join(formats))
+    return exported
+
+
+def export_model(
+    model: keras.Model, files: ModelArtifacts, class_names: Sequence[str], image_size: int
+) -> list[str]:
+    """Write one model's files; returns the download formats written."""
+    files.class_names_file.write_text(json.dumps(list(class_names)), encoding="utf-8")
+    files.summary_file.write_text(summary_text(model), encoding="utf-8")
+    model.save(files.keras_file)
+    formats = ["keras"]
+    if savedmodel_available():
+        write_savedmodel(model, files.savedmodel_dir, class_names, image_size)
+        _tar_directory(files.savedmodel_dir, files.savedmodel_tarball)
+        formats.insert(0, "savedmodel")
+    else:
+        log.warning("TensorFlow is not installed: SavedModel export is unavailable")
+    return formats
+
+
+def summary_text(model: keras.Model) -> str:
+    """``model.summary()`` as plain text."""
+    lines: list[str] = []
+
+    def collect(text: str, *_args: Any, **_kwargs: Any) -> None:
+        lines.append(text)
+
+    model.summary(print_fn=collect)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_savedmodel(
+    model: keras.Model, directory: Path, class_names: Sequence[str], image_size: int
+) -> None:
+    """A SavedModel with two signatures taking RGB images in 0-255:
+    ``serve`` (the default) returns probabilities; ``classify`` adds the class index and
+    name. The class names are also in ``assets.extra/class_names.json``."""
+    import tensorflow as tf
+
+    names = list(class_names)
+    image = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image")
+
+    def serve(images: tf.Tensor) -> tf.Tensor:
+        return model(images, training=False)
+
+    def classify(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = model(images, training=False)
+        index = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "probabilities": probabilities,
+            "class_index": index,
+            "class_name": tf.gather(tf.constant(names), index),
+        }
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serve, input_signature=[image])
+    archive.add_endpoint("classify", classify, input_signature=[image])
+    archive.write_out(str(directory), verbose=False)
+    extra = directory / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    (extra / "class_names.json").write_text(json.dumps(names), encoding="utf-8")
+
+
+def _tar_directory(directory: Path, tarball: Path) -> None:
+    descriptor, temporary = tempfile.mkstemp(dir=tarball.parent, suffix=".tmp")
+    os.close(descriptor)
+    os.chmod(temporary, 0o644)
+    with tarfile.open(temporary, "w:gz") as archive:
+        archive.add(directory, arcname=directory.name)
+    os.replace(temporary, tarball)

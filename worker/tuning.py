@@ -1,0 +1,107 @@
+"""KerasTuner tuners that report every trial and epoch to the journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from service.specs import SearchSpec
+from worker.journal import TrialJournal
+
+TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
+    "random": keras_tuner.RandomSearch,
+    "bayesian": keras_tuner.BayesianOptimization,
+    "hyperband": keras_tuner.Hyperband,
+}
+FAILED_TRIAL_STATES = {"FAILED", "INVALID"}
+
+
+class SearchCancelled(Exception):
+    """The user cancelled the search; finished trials are kept."""
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Sends each epoch's metrics to the journal and stops training on cancel."""
+
+    def __init__(self, journal: TrialJournal, trial_id: str) -> None:
+        super().__init__()
+        self._journal = journal
+        self._trial_id = trial_id
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
+        # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
+        return EpochReporter(self._journal, self._trial_id)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._journal.epoch_ended(self._trial_id, logs or {}, self.model.count_params())
+        if self._journal.cancel_requested:
+            self.model.stop_training = True
+
+
+class ReportingTuner:
+    """Mixin for a KerasTuner tuner: journals trials; raises SearchCancelled between trials."""
+
+    journal: TrialJournal
+
+    def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)  # type: ignore[misc]
+        self.journal.trial_started(trial.trial_id, trial.hyperparameters.values)
+
+    def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        kwargs["callbacks"] = [
+            *kwargs.get("callbacks", []),
+            EpochReporter(self.journal, trial.trial_id),
+        ]
+        return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+
+    def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        super().on_trial_end(trial)  # type: ignore[misc]
+        ended = self.oracle.get_trial(trial.trial_id)  # type: ignore[attr-defined]
+        failed = ended.status in FAILED_TRIAL_STATES
+        if self.journal.cancel_requested:
+            self.journal.trial_ended(trial.trial_id, completed=False, error="cancelled")
+            raise SearchCancelled
+        self.journal.trial_ended(
+            trial.trial_id,
+            completed=not failed,
+            error=_last_line(ended.message) if failed else None,
+        )
+
+
+def build_tuner(
+    spec: SearchSpec,
+    hypermodel: keras_tuner.HyperModel,
+    project_dir: Path,
+    journal: TrialJournal,
+    *,
+    tf_strategy: Any | None,
+    overwrite: bool,
+) -> keras_tuner.Tuner:
+    """The tuner the spec asks for, journaling into ``journal``."""
+    base = TUNER_CLASSES[spec.tuner.algorithm]
+    tuner_class = type(f"Reporting{base.__name__}", (ReportingTuner, base), {})
+    direction = "max" if spec.maximize else "min"
+    options: dict[str, Any] = {
+        "hypermodel": hypermodel,
+        "objective": keras_tuner.Objective(spec.objective, direction=direction),
+        "seed": spec.tuner.seed,
+        "directory": str(project_dir.parent),
+        "project_name": project_dir.name,
+        "overwrite": overwrite,
+        "distribution_strategy": tf_strategy,
+    }
+    if spec.tuner.algorithm == "hyperband":
+        options |= {"max_epochs": spec.tuner.epochs, "factor": spec.tuner.hyperband_factor}
+    else:
+        options["max_trials"] = spec.tuner.max_trials
+    tuner = tuner_class(**options)
+    tuner.journal = journal
+    return tuner
+
+
+def _last_line(message: str | None) -> str:
+    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "the trial failed"
