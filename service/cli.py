@@ -74,8 +74,8 @@ def demo(
         typer.Argument(help="Folder of class subfolders; default NAS_DATA_DIR, else tf_flowers."),
     ] = None,
     image_size: Annotated[int, typer.Option(help="Image size of the demo search.")] = 64,
-    max_trials: Annotated[int, typer.Option(help="Trials of the demo search.")] = 4,
-    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 4,
+    max_trials: Annotated[int, typer.Option(help="Trials of the demo search.")] = 6,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 6,
 ) -> None:
     """Start the API and a worker, run a search on the flowers photos, show the results."""
     from service.demo import run_demo

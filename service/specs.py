@@ -17,7 +17,7 @@ Objective = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class DatasetSpec(_Strict):
@@ -50,7 +50,7 @@ class ConvNetSpace(_Strict):
     )
     heads: list[Head] = Field(default=["flatten_dense", "gap", "gap_dense"], min_length=1)
     dense_units: list[int] = Field(default=[64, 128, 256], min_length=1)
-    learning_rates: list[float] = Field(default=[1e-2, 3e-3, 1e-3, 3e-4], min_length=1)
+    learning_rates: list[float] = Field(default=[1e-3, 3e-3, 1e-2, 3e-4], min_length=1)
 
     @field_validator("filters", "dense_units")
     @classmethod
@@ -62,9 +62,12 @@ class ConvNetSpace(_Strict):
     @field_validator("learning_rates")
     @classmethod
     def _sane_rates(cls, values: list[float]) -> list[float]:
+        # Order is kept: the first rate is the tuner's default (and the first one tried).
         if any(not 0.0 < value <= 1.0 for value in values):
             raise ValueError("every learning rate must be in (0, 1]")
-        return _distinct_sorted(values)
+        if len(set(values)) != len(values):
+            raise ValueError("values must be distinct")
+        return values
 
     @field_validator("one_by_one_conv", "heads")
     @classmethod

@@ -1,0 +1,46 @@
+# Install, test and run the service from a local virtual environment in .venv.
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+# Folder of class subfolders for `make run`; empty: the demo downloads tf_flowers.
+DATA ?= $(NAS_DATA_DIR)
+
+# The PostgreSQL server the postgres-marked tests use (.ci/run starts it).
+NAS_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+export NAS_TEST_POSTGRES_URL
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint clean
+
+help:
+	@echo "Targets:"
+	@echo "  install  create $(VENV) and install the project with its tensorflow and dev extras"
+	@echo "  run      run the demo search (DATA=folder, default NAS_DATA_DIR, else tf_flowers)"
+	@echo "  test     ruff check, then the test suite (NAS_TEST_POSTGRES_URL=$(NAS_TEST_POSTGRES_URL))"
+	@echo "  lint     ruff check and ruff format --check"
+	@echo "  clean    remove var/, $(VENV) and the caches"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[tensorflow,dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/nas demo $(DATA)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf var $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

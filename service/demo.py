@@ -1,0 +1,147 @@
+"""``nas demo``: the README's one command. Starts the API and a worker on the SQLite default,
+runs a real search on the flowers photos, shows progress, the leaderboard and the best model."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from service.artifacts import SearchArtifacts
+from service.console import format_score, leaderboard_table
+from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
+from service.settings import Settings, get_settings
+from service.store import create_store, migrate
+
+TF_FLOWERS_URL = (
+    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+)
+
+
+def download_tf_flowers(destination: Path) -> Path:
+    """Fetch the tf_flowers photos (3,670 JPEGs in 5 class folders) unless already there."""
+    folder = destination / "flower_photos"
+    if folder.is_dir():
+        return folder
+    import keras
+
+    archive = keras.utils.get_file(
+        "flower_photos.tgz", TF_FLOWERS_URL, cache_dir=str(destination), cache_subdir="."
+    )
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="data")
+    return folder
+
+
+def resolve_data_dir(data_dir: Path | None, settings: Settings, console: Console) -> Path:
+    """The argument, else NAS_DATA_DIR, else tf_flowers downloaded under ``var/data``."""
+    if data_dir is None and os.environ.get("NAS_DATA_DIR"):
+        data_dir = Path(os.environ["NAS_DATA_DIR"])
+    if data_dir is None:
+        console.print("No data folder given: downloading tf_flowers ...")
+        data_dir = download_tf_flowers(settings.cache_dir.parent / "data")
+    return data_dir.expanduser().resolve()
+
+
+def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs: int) -> int:
+    """Run the demo; returns the process exit code (0 when the search succeeded)."""
+    console = Console()
+    settings = get_settings()
+    data_dir = resolve_data_dir(data_dir, settings, console)
+    settings = settings.model_copy(
+        update={"data_roots": [*settings.data_roots, data_dir], "port": free_port()}
+    )
+    store = create_store(settings.database_url)
+    migrate(store.engine)
+    store.dispose()
+
+    logs = settings.artifacts_dir.parent / "logs"
+    env = settings_env(settings)
+    api = start_nas(["serve", "--port", str(settings.port)], env, logs / "api.log")
+    worker = start_nas(["worker"], env, logs / "worker.log")
+    base_url = f"http://{settings.host}:{settings.port}"
+    console.print(f"API on [bold]{base_url}[/] (docs: {base_url}/docs); logs in {logs}/")
+    started = time.monotonic()
+    try:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            wait_until(lambda: _healthy(client, api), 60, "the API to start")
+            body = {
+                "dataset": {"path": str(data_dir), "image_size": image_size},
+                "space": {"max_conv_blocks": 4 if image_size < 128 else 5},
+                "tuner": {"algorithm": "random", "max_trials": max_trials, "epochs": epochs},
+                "export_top_k": 3,
+            }
+            response = client.post("/v1/searches", json=body)
+            response.raise_for_status()
+            search = response.json()
+            console.print(f"Submitted search [bold]{search['id']}[/] on {data_dir}")
+            search = _follow(client, search, console)
+            board = client.get(f"/v1/searches/{search['id']}/leaderboard").json()
+            console.print(leaderboard_table(board))
+            _report(client, search, settings, console, time.monotonic() - started)
+            return 0 if search["status"] == "succeeded" else 1
+    finally:
+        stop_process(worker)
+        stop_process(api)
+
+
+def _healthy(client: httpx.Client, api: object) -> bool:
+    if api.poll() is not None:
+        raise RuntimeError("the API exited at start; see var/logs/api.log")
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _follow(client: httpx.Client, search: dict, console: Console) -> dict:
+    """Show a progress bar of trials until the search ends."""
+    columns = (
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trials · best {task.fields[best]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(
+            "search", total=search["trials_planned"], status="queued", best="-"
+        )
+        while search["status"] in {"queued", "running"}:
+            time.sleep(1.0)
+            search = client.get(f"/v1/searches/{search['id']}").json()
+            best = search["best_trial"]["score"] if search["best_trial"] else None
+            progress.update(
+                task,
+                completed=search["trials_done"],
+                status=search["status"],
+                best=format_score(best),
+            )
+    return search
+
+
+def _report(
+    client: httpx.Client, search: dict, settings: Settings, console: Console, seconds: float
+) -> None:
+    accelerator = search.get("accelerator") or {}
+    console.print(
+        f"Search {search['status']} in {seconds:.0f} s on {accelerator.get('platform', '?')} "
+        f"({accelerator.get('strategy', '?')}, {search.get('precision')})."
+    )
+    if search["status"] != "succeeded":
+        console.print(f"[red]{search.get('error')}[/]")
+        return
+    models = client.get(f"/v1/searches/{search['id']}/models").json()["models"]
+    best = models[0]
+    files = SearchArtifacts(settings.artifacts_dir, search["id"]).model(best["rank"])
+    console.print(
+        f"Best model: trial {best['trial_id']}, {search['spec']['objective']} "
+        f"{format_score(best['score'])}, {best['params']:,} parameters.\n"
+        f"  SavedModel: {files.savedmodel_dir.resolve()}\n"
+        f"  Download:   {client.base_url}{best['links'].get('savedmodel', best['links']['keras'])}"
+    )
