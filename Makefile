@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-# Folder of class subfolders for `make run`; empty: the demo downloads tf_flowers.
-DATA ?= $(NAS_DATA_DIR)
+# Folder of class subfolders for `make run`: NAS_DATA_DIR, else the flowers photos beside
+# this checkout, else nothing (the demo downloads tf_flowers).
+SHARED_FLOWERS := $(wildcard ../shared/datasets/flowers)
+DATA ?= $(or $(NAS_DATA_DIR),$(SHARED_FLOWERS))
 
 # The PostgreSQL server the postgres-marked tests use (.ci/run starts it).
 NAS_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres

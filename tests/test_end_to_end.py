@@ -41,6 +41,7 @@ def held_out_photos(per_class_used: int) -> tuple[np.ndarray, list[str]]:
 def test_search_end_to_end(settings: Settings, store: Store, tmp_path: Path) -> None:
     root = settings.data_roots[0]
     photos = copy_flowers_slice(root / "e2e-flowers", per_class=20)
+    (photos / "roses" / "zz-corrupt.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
     doomed = copy_flowers_slice(root / "e2e-doomed", per_class=3, classes=2)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -84,6 +85,8 @@ def test_search_end_to_end(settings: Settings, store: Store, tmp_path: Path) -> 
         assert done["precision"] in {"float32", "mixed_bfloat16"}
         assert done["dataset"]["class_names"] == sorted(p.name for p in FLOWERS.iterdir())
         assert done["dataset"]["train_images"] + done["dataset"]["validation_images"] == 100
+        assert done["dataset"]["skipped_images"] == 1
+        assert done["dataset"]["skipped_files"] == ["roses/zz-corrupt.jpg"]
 
         board = api.get(f"/v1/searches/{search_id}/leaderboard").json()
         assert [trial["rank"] for trial in board["trials"]] == [1, 2]
