@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"),
         description="Keras backend the worker trains with: tensorflow or jax.",
     )
+    parallel_trials: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Trials a worker trains at once, each in its own process sharing the "
+        "search's oracle: while one trial compiles, others train on the same device.",
+    )
 
     @field_validator("data_roots", mode="before")
     @classmethod

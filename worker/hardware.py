@@ -7,6 +7,7 @@ imported only for the TensorFlow backend.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,23 @@ class Placement:
 
     accelerator: Accelerator
     tf_strategy: Any | None
+
+
+def backend_environment(backend: str, cache_dir: Path, parallel_trials: int) -> dict[str, str]:
+    """The environment variables a search process sets before Keras is first imported.
+
+    On JAX: a persistent compilation cache under ``cache_dir`` (trials that repeat a model's
+    shapes, later searches and, on GPUs, the autotuning results reuse what was compiled), and,
+    with several trials in flight, memory allocated on demand rather than most of the device
+    taken by the first process. Variables already set by the operator are kept.
+    """
+    tuning: dict[str, str] = {}
+    if backend == "jax":
+        tuning["JAX_COMPILATION_CACHE_DIR"] = str((cache_dir / "jax").resolve())
+        if parallel_trials > 1:
+            tuning["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    operators = {name: os.environ[name] for name in tuning if name in os.environ}
+    return tuning | operators | {"KERAS_BACKEND": backend}
 
 
 def select_placement(backend: str) -> Placement:

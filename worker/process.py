@@ -12,6 +12,7 @@ import traceback
 
 from service.settings import Settings
 from service.store import Lease, LeaseLostError, SearchStatus, create_store
+from worker.hardware import backend_environment
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,9 @@ EXIT_OK, EXIT_FAILED, EXIT_LEASE_LOST = 0, 1, 3
 
 def search_process_main(settings: Settings, lease: Lease) -> None:
     """Entry point of the search process; exits with one of the EXIT_* codes."""
-    os.environ["KERAS_BACKEND"] = settings.backend
+    os.environ.update(
+        backend_environment(settings.backend, settings.cache_dir, settings.parallel_trials)
+    )
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s search {lease.search_id[:8]} %(levelname)s %(name)s: %(message)s",

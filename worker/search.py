@@ -4,26 +4,63 @@ process whose ``KERAS_BACKEND`` is already set."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
+import keras_tuner
+import numpy as np
 
 from search_spaces import build_hypermodel
 from service.artifacts import SearchArtifacts
 from service.settings import Settings
 from service.specs import SearchSpec
 from service.store import Lease, SearchStatus, Store
-from worker.datasets import load_images, scan_folder, stratified_split
+from worker.datasets import ImageSet, load_images, scan_folder, stratified_split
 from worker.export import export_best_models
-from worker.hardware import choose_precision, select_placement
+from worker.hardware import Placement, choose_precision, select_placement
 from worker.journal import TrialJournal
+from worker.parallel import run_trial_processes
 from worker.tuning import SearchCancelled, build_tuner
 
 log = logging.getLogger(__name__)
 
 
-def run_search(store: Store, settings: Settings, lease: Lease) -> None:
-    """Load the data, tune, export the best models and close the search."""
+@dataclass(frozen=True)
+class SearchSetup:
+    """Everything a process needs to run trials of a search: data, placement, tuner."""
+
+    spec: SearchSpec
+    placement: Placement
+    precision: str
+    images: ImageSet
+    train: np.ndarray
+    validation: np.ndarray
+    artifacts: SearchArtifacts
+    tuner: keras_tuner.Tuner
+
+    def fit_arguments(self) -> dict[str, Any]:
+        """What ``tuner.search`` passes on to ``model.fit``."""
+        images, labels = self.images.images, self.images.labels
+        return {
+            "x": images[self.train],
+            "y": labels[self.train],
+            "validation_data": (images[self.validation], labels[self.validation]),
+            "epochs": self.spec.tuner.epochs,
+            "batch_size": self.spec.tuner.batch_size,
+            "verbose": 0,
+        }
+
+
+def prepare_search(
+    store: Store, settings: Settings, lease: Lease, *, start_anew: bool
+) -> SearchSetup:
+    """Load the search's data and build its tuner on this process's devices.
+
+    ``start_anew`` empties the tuner's directory first: the search process does so on a first
+    attempt; the trial processes of a search with several trials in flight never do.
+    """
     search = store.get_search(lease.search_id)
     assert search is not None, f"search {lease.search_id} vanished"
     spec = SearchSpec.model_validate(search.spec)
@@ -37,59 +74,64 @@ def run_search(store: Store, settings: Settings, lease: Lease) -> None:
     train, validation = stratified_split(
         images.labels, spec.dataset.validation_split, spec.dataset.seed
     )
-    store.record_run_context(
-        lease,
-        accelerator=placement.accelerator.as_dict(),
-        precision=precision,
-        dataset_info={
-            "class_names": list(images.class_names),
-            "images": len(images.labels),
-            "train_images": len(train),
-            "validation_images": len(validation),
-            "skipped_images": len(images.skipped),
-            "skipped_files": list(images.skipped[:20]),
-            "from_cache": images.from_cache,
-        },
-    )
-    log.info(
-        "training on %s (%s, %d replicas) in %s: %d train / %d validation images",
-        placement.accelerator.platform,
-        placement.accelerator.strategy,
-        placement.accelerator.replicas,
-        precision,
-        len(train),
-        len(validation),
-    )
-
     artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
-    journal = TrialJournal(store, lease, spec.objective)
     hypermodel = build_hypermodel(spec.space, spec.dataset.image_size, len(images.class_names))
     tuner = build_tuner(
         spec,
         hypermodel,
         artifacts.tuner_dir,
-        journal,
+        TrialJournal(store, lease, spec.objective),
         tf_strategy=placement.tf_strategy,
-        overwrite=lease.attempt == 1,
+        overwrite=start_anew,
     )
+    return SearchSetup(spec, placement, precision, images, train, validation, artifacts, tuner)
+
+
+def run_search(store: Store, settings: Settings, lease: Lease) -> None:
+    """Load the data, tune, export the best models and close the search."""
+    setup = prepare_search(store, settings, lease, start_anew=lease.attempt == 1)
+    spec, placement, images = setup.spec, setup.placement, setup.images
+    store.record_run_context(
+        lease,
+        accelerator=placement.accelerator.as_dict(),
+        precision=setup.precision,
+        dataset_info={
+            "class_names": list(images.class_names),
+            "images": len(images.labels),
+            "train_images": len(setup.train),
+            "validation_images": len(setup.validation),
+            "skipped_images": len(images.skipped),
+            "skipped_files": list(images.skipped[:20]),
+            "from_cache": images.from_cache,
+        },
+    )
+    in_flight = min(settings.parallel_trials, spec.tuner.planned_trials())
+    log.info(
+        "training on %s (%s, %d replicas) in %s, %d trial(s) at a time: "
+        "%d train / %d validation images",
+        placement.accelerator.platform,
+        placement.accelerator.strategy,
+        placement.accelerator.replicas,
+        setup.precision,
+        in_flight,
+        len(setup.train),
+        len(setup.validation),
+    )
+
     outcome = SearchStatus.SUCCEEDED
     try:
-        tuner.search(
-            images.images[train],
-            images.labels[train],
-            validation_data=(images.images[validation], images.labels[validation]),
-            epochs=spec.tuner.epochs,
-            batch_size=spec.tuner.batch_size,
-            verbose=0,
-        )
+        if in_flight > 1:
+            run_trial_processes(setup.tuner.oracle, settings, lease, in_flight)
+        else:
+            setup.tuner.search(**setup.fit_arguments())
     except SearchCancelled:
         log.info("cancelled by the user; exporting the best finished trials")
         outcome = SearchStatus.CANCELLED
 
     models = export_best_models(
-        tuner,
+        setup.tuner,
         top_k=spec.export_top_k,
-        artifacts=artifacts,
+        artifacts=setup.artifacts,
         class_names=images.class_names,
         image_size=spec.dataset.image_size,
     )
@@ -98,3 +140,9 @@ def run_search(store: Store, settings: Settings, lease: Lease) -> None:
         store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
         return
     store.finish_search(lease, outcome)
+
+
+def run_trials(store: Store, settings: Settings, lease: Lease) -> None:
+    """The body of one trial process: ask the search's oracle for trials until it has none."""
+    setup = prepare_search(store, settings, lease, start_anew=False)
+    setup.tuner.search(**setup.fit_arguments())

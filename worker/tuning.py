@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +26,27 @@ class SearchCancelled(Exception):
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Sends each epoch's metrics to the journal and stops training on cancel."""
+    """Sends each epoch's metrics, and its ``epoch_seconds`` (training and validation), to the
+    journal and stops training on cancel."""
 
     def __init__(self, journal: TrialJournal, trial_id: str) -> None:
         super().__init__()
         self._journal = journal
         self._trial_id = trial_id
+        self._epoch_started = time.perf_counter()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
         # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
         return EpochReporter(self._journal, self._trial_id)
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_started = time.perf_counter()
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._journal.epoch_ended(self._trial_id, logs or {}, self.model.count_params())
+        seconds = time.perf_counter() - self._epoch_started
+        self._journal.epoch_ended(
+            self._trial_id, (logs or {}) | {"epoch_seconds": seconds}, self.model.count_params()
+        )
         if self._journal.cancel_requested:
             self.model.stop_training = True
 
@@ -45,6 +55,24 @@ class ReportingTuner:
     """Mixin for a KerasTuner tuner: journals trials; raises SearchCancelled between trials."""
 
     journal: TrialJournal
+    dtype_policy: Any
+    distribution: Any | None
+
+    def _populate_initial_space(self) -> None:
+        # A trial process (KerasTuner's distributed tuning) asks the search process's oracle,
+        # which has the whole space already: building a model per conditional scope again,
+        # compiling each weight initializer on JAX, would only delay its first trial.
+        if "KERASTUNER_ORACLE_IP" not in os.environ:
+            super()._populate_initial_space()  # type: ignore[misc]
+
+    def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        # KerasTuner clears the Keras session before each build, which also forgets the dtype
+        # policy and the distribution this process chose: each trial would train in float32
+        # on one device.
+        keras.config.set_dtype_policy(self.dtype_policy)
+        if self.distribution is not None:
+            keras.distribution.set_distribution(self.distribution)
+        return super()._build_hypermodel(hp)  # type: ignore[misc]
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)  # type: ignore[misc]
@@ -99,6 +127,8 @@ def build_tuner(
         options["max_trials"] = spec.tuner.max_trials
     tuner = tuner_class(**options)
     tuner.journal = journal
+    tuner.dtype_policy = keras.config.dtype_policy()
+    tuner.distribution = keras.distribution.distribution()
     return tuner
 
 
