@@ -17,13 +17,20 @@ from worker.datasets import load_images, scan_folder, stratified_split
 from worker.export import export_best_models
 from worker.hardware import choose_precision, select_placement
 from worker.journal import TrialJournal
-from worker.tuning import SearchCancelled, build_tuner
+from worker.signals import Interruptions
+from worker.tuning import SearchCancelled, SearchInterrupted, build_tuner
 
 log = logging.getLogger(__name__)
 
 
-def run_search(store: Store, settings: Settings, lease: Lease) -> None:
-    """Load the data, tune, export the best models and close the search."""
+def run_search(
+    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
+) -> bool:
+    """Load the data, tune, export the best models and close the search.
+
+    Returns False when SIGTERM interrupted it before the end (and nobody cancelled it):
+    the search is left as it is, for the worker to give back to the queue.
+    """
     search = store.get_search(lease.search_id)
     assert search is not None, f"search {lease.search_id} vanished"
     spec = SearchSpec.model_validate(search.spec)
@@ -70,21 +77,28 @@ def run_search(store: Store, settings: Settings, lease: Lease) -> None:
         artifacts.tuner_dir,
         journal,
         tf_strategy=placement.tf_strategy,
-        overwrite=lease.attempt == 1,
+        overwrite=False,  # a re-claimed search resumes from the oracle's saved state
     )
     outcome = SearchStatus.SUCCEEDED
     try:
-        tuner.search(
-            images.images[train],
-            images.labels[train],
-            validation_data=(images.images[validation], images.labels[validation]),
-            epochs=spec.tuner.epochs,
-            batch_size=spec.tuner.batch_size,
-            verbose=0,
-        )
+        with interruptions.armed():
+            tuner.search(
+                images.images[train],
+                images.labels[train],
+                validation_data=(images.images[validation], images.labels[validation]),
+                epochs=spec.tuner.epochs,
+                batch_size=spec.tuner.batch_size,
+                verbose=0,
+            )
     except SearchCancelled:
-        log.info("cancelled by the user; exporting the best finished trials")
         outcome = SearchStatus.CANCELLED
+    except SearchInterrupted:
+        if not store.is_cancel_requested(lease.search_id):
+            log.info("interrupted; the search goes back to the queue and resumes later")
+            return False
+        outcome = SearchStatus.CANCELLED
+    if outcome == SearchStatus.CANCELLED:
+        log.info("cancelled by the user; exporting the best finished trials")
 
     models = export_best_models(
         tuner,
@@ -96,5 +110,6 @@ def run_search(store: Store, settings: Settings, lease: Lease) -> None:
     store.record_models(lease, models)
     if outcome == SearchStatus.SUCCEEDED and not models:
         store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
-        return
-    store.finish_search(lease, outcome)
+    else:
+        store.finish_search(lease, outcome)
+    return True

@@ -19,8 +19,16 @@ TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
 FAILED_TRIAL_STATES = {"FAILED", "INVALID"}
 
 
-class SearchCancelled(Exception):
+class SearchStopped(keras_tuner.errors.FatalError):
+    """Ends the search early; KerasTuner re-raises it instead of failing the trial."""
+
+
+class SearchCancelled(SearchStopped):
     """The user cancelled the search; finished trials are kept."""
+
+
+class SearchInterrupted(SearchStopped):
+    """The worker is stopping (SIGTERM) or cancelling mid-epoch; the trial is rerun later."""
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -36,7 +44,7 @@ class EpochReporter(keras.callbacks.Callback):
         return EpochReporter(self._journal, self._trial_id)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._journal.epoch_ended(self._trial_id, logs or {}, self.model.count_params())
+        self._journal.epoch_ended(self._trial_id, epoch, logs or {}, self.model.count_params())
         if self._journal.cancel_requested:
             self.model.stop_training = True
 

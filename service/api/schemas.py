@@ -45,6 +45,17 @@ class TrialOut(BaseModel):
         )
 
 
+class AttemptOut(BaseModel):
+    """One claim of the search by a worker."""
+
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    error: str | None
+
+
 class SearchOut(BaseModel):
     """A search and its progress."""
 
@@ -58,6 +69,7 @@ class SearchOut(BaseModel):
     precision: str | None
     dataset: dict[str, Any] | None
     attempt: int
+    attempts: list[AttemptOut]
     cancel_requested: bool
     error: str | None
     created_at: datetime
@@ -77,6 +89,10 @@ class SearchOut(BaseModel):
             precision=search.precision,
             dataset=search.dataset_info,
             attempt=search.attempt,
+            attempts=[
+                AttemptOut(**{**vars(attempt), "outcome": attempt.outcome.value})
+                for attempt in search.attempts
+            ],
             cancel_requested=search.cancel_requested,
             error=search.error,
             created_at=search.created_at,

@@ -2,28 +2,58 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from service.api.deps import SearchDep, SettingsDep, StoreDep
 from service.api.schemas import Leaderboard, SearchList, SearchOut, TrialOut
 from service.specs import SearchSpec
-from service.store import SearchStatus
+from service.store import IdempotencyConflictError, SearchStatus
 from service.store.ranking import leaderboard
 from service.submission import check_submission
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-def submit_search(spec: SearchSpec, store: StoreDep, settings: SettingsDep) -> SearchOut:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "Idempotency-Key reused with another body"}},
+)
+def submit_search(
+    spec: SearchSpec,
+    store: StoreDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Repeat a submit safely: the same key and body return the same search.",
+        ),
+    ] = None,
+) -> SearchOut:
     """Queue an architecture search; malformed specs and unusable datasets get a 422."""
-    checked = check_submission(spec, settings.resolved_data_roots())
-    search = store.create_search(
-        checked.model_dump(mode="json"), trials_planned=checked.tuner.planned_trials()
-    )
-    return SearchOut.of(search)
+    request_hash = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    try:
+        if idempotency_key and (earlier := store.find_submission(idempotency_key, request_hash)):
+            response.headers["Idempotent-Replayed"] = "true"
+            return SearchOut.of(earlier.search)
+        checked = check_submission(spec, settings.resolved_data_roots())
+        submission = store.create_search(
+            checked.model_dump(mode="json"),
+            trials_planned=checked.tuner.planned_trials(),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+    except IdempotencyConflictError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    if not submission.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return SearchOut.of(submission.search)
 
 
 @router.get("")
