@@ -277,6 +277,27 @@ def test_outside_paths_get_one_answer_whether_or_not_they_exist(
     assert "data root" in existing[1][0]
 
 
+@pytest.mark.parametrize("linked", ["class folder", "photo"])
+def test_links_inside_the_dataset_may_not_leave_the_root(
+    client: TestClient, store: Store, folders: Folders, linked: str
+) -> None:
+    dataset = new_folder(folders.scratch)
+    add_photos(dataset / "daisy", folders.photos, 3)
+    secret = folders.outside / "roses"
+    add_photos(secret, folders.root / "flowers" / "roses", 3)
+    if linked == "class folder":
+        (dataset / "roses").symlink_to(secret, target_is_directory=True)
+    else:
+        (dataset / "roses").mkdir()
+        for photo in secret.iterdir():
+            (dataset / "roses" / photo.name).symlink_to(photo)
+
+    locs, _ = rejection(client, with_dataset(folders, dataset))
+
+    assert locs == [("body", "dataset", "path")]
+    assert store.list_searches(limit=10, offset=0).total == 0
+
+
 def test_only_valid_submissions_reach_the_queue(
     client: TestClient, store: Store, folders: Folders
 ) -> None:
@@ -323,14 +344,15 @@ def run_trials(store: Store, lease: Lease, objective: str) -> None:
     for trial_id in TRIALS:
         store.start_trial(lease, trial_id, {"conv_blocks": 2, "trial": trial_id})
     for trial_id, (epochs, end) in TRIALS.items():
-        for number, metrics in enumerate(epochs, start=1):
+        for number, metrics in enumerate(epochs):
             store.record_epoch(
                 lease,
                 trial_id,
+                epoch=number,
                 metrics=metrics,
                 score=metrics[objective],
                 params=params_of(trial_id),
-                seconds=1.5 * number,
+                seconds=1.5 * (number + 1),
             )
         if end is not None:
             error = "ResourceExhaustedError: out of memory" if end == TrialStatus.FAILED else None

@@ -113,6 +113,8 @@ class Worker:
             if not process.is_alive():
                 break
             if self._signals >= 2 or state.lease_lost:
+                if state.lease_lost:
+                    log.error("lost the lease of search %s; stopping it", lease.search_id)
                 _kill(process)
                 break
             if self._stop.is_set() and state.terminated_at is None:
@@ -142,7 +144,6 @@ class Worker:
             self.store.renew_lease(lease, self.settings.lease_seconds)
             self.store.worker_heartbeat(self.id, lease.search_id)
         except LeaseLostError:
-            log.error("lost the lease of search %s; stopping it", lease.search_id)
             state.lease_lost = True
 
     def _after_exit(self, lease: Lease, exitcode: int | None, state: _Supervision) -> None:

@@ -12,6 +12,7 @@ import traceback
 
 from service.settings import Settings
 from service.store import Lease, LeaseLostError, SearchStatus, create_store
+from worker.signals import Interruptions, die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ EXIT_OK, EXIT_FAILED, EXIT_LEASE_LOST, EXIT_INTERRUPTED = 0, 1, 3, 4
 
 def search_process_main(settings: Settings, lease: Lease, parent_pid: int) -> None:
     """Entry point of the search process; exits with one of the EXIT_* codes."""
+    die_with_parent(parent_pid)
+    interruptions = Interruptions()
     os.environ["KERAS_BACKEND"] = settings.backend
     logging.basicConfig(
         level=logging.INFO,
@@ -28,12 +31,10 @@ def search_process_main(settings: Settings, lease: Lease, parent_pid: int) -> No
     )
     store = create_store(settings.database_url, retry_seconds=settings.store_retry_seconds)
     try:
-        # Keras reads KERAS_BACKEND when first imported, so these come after it.
+        # Keras reads KERAS_BACKEND when first imported, so the search module comes after it.
         from worker.search import run_search
-        from worker.signals import Interruptions, die_with_parent
 
-        die_with_parent(parent_pid)
-        if not run_search(store, settings, lease, Interruptions()):
+        if not run_search(store, settings, lease, interruptions):
             sys.exit(EXIT_INTERRUPTED)
     except LeaseLostError as error:
         log.warning("stopping: %s", error)

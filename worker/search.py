@@ -76,20 +76,20 @@ def run_search(
         hypermodel,
         artifacts.tuner_dir,
         journal,
+        interruptions,
         tf_strategy=placement.tf_strategy,
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
     )
     outcome = SearchStatus.SUCCEEDED
     try:
-        with interruptions.armed():
-            tuner.search(
-                images.images[train],
-                images.labels[train],
-                validation_data=(images.images[validation], images.labels[validation]),
-                epochs=spec.tuner.epochs,
-                batch_size=spec.tuner.batch_size,
-                verbose=0,
-            )
+        tuner.search(
+            images.images[train],
+            images.labels[train],
+            validation_data=(images.images[validation], images.labels[validation]),
+            epochs=spec.tuner.epochs,
+            batch_size=spec.tuner.batch_size,
+            verbose=0,
+        )
     except SearchCancelled:
         outcome = SearchStatus.CANCELLED
     except SearchInterrupted:

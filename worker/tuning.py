@@ -10,6 +10,7 @@ import keras_tuner
 
 from service.specs import SearchSpec
 from worker.journal import TrialJournal
+from worker.signals import Interruptions
 
 TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
     "random": keras_tuner.RandomSearch,
@@ -32,16 +33,24 @@ class SearchInterrupted(SearchStopped):
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Sends each epoch's metrics to the journal and stops training on cancel."""
+    """Sends each epoch's metrics to the journal; stops training on cancel or SIGTERM."""
 
-    def __init__(self, journal: TrialJournal, trial_id: str) -> None:
+    def __init__(self, journal: TrialJournal, trial_id: str, interruptions: Interruptions) -> None:
         super().__init__()
         self._journal = journal
         self._trial_id = trial_id
+        self._interruptions = interruptions
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
         # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
-        return EpochReporter(self._journal, self._trial_id)
+        return EpochReporter(self._journal, self._trial_id, self._interruptions)
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # A *_begin hook keeps Keras's asynchronous batch dispatch on.
+        if self._interruptions.requested:
+            raise SearchInterrupted
+
+    on_test_batch_begin = on_train_batch_begin
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._journal.epoch_ended(self._trial_id, epoch, logs or {}, self.model.count_params())
@@ -53,6 +62,7 @@ class ReportingTuner:
     """Mixin for a KerasTuner tuner: journals trials; raises SearchCancelled between trials."""
 
     journal: TrialJournal
+    interruptions: Interruptions
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)  # type: ignore[misc]
@@ -61,7 +71,7 @@ class ReportingTuner:
     def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         kwargs["callbacks"] = [
             *kwargs.get("callbacks", []),
-            EpochReporter(self.journal, trial.trial_id),
+            EpochReporter(self.journal, trial.trial_id, self.interruptions),
         ]
         return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
 
@@ -84,6 +94,7 @@ def build_tuner(
     hypermodel: keras_tuner.HyperModel,
     project_dir: Path,
     journal: TrialJournal,
+    interruptions: Interruptions,
     *,
     tf_strategy: Any | None,
     overwrite: bool,
@@ -107,6 +118,7 @@ def build_tuner(
         options["max_trials"] = spec.tuner.max_trials
     tuner = tuner_class(**options)
     tuner.journal = journal
+    tuner.interruptions = interruptions
     return tuner
 
 
