@@ -37,7 +37,7 @@ def submit(client: TestClient, photos: Path, algorithm: str = "random", trials: 
             "tuner": {
                 "algorithm": algorithm,
                 "max_trials": trials,
-                "epochs": 3,
+                "epochs": 8,
                 "batch_size": 16,
                 "seed": 3,
             },
@@ -100,7 +100,7 @@ def test_sigkill_mid_trial_is_resumed_by_another_worker(
     logs = logs_dir(tmp_path)
     search_id = submit(client, photos)
     first = start_worker(fault_settings, logs, "first")
-    before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress")
+    before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     second = start_worker(fault_settings, logs, "second")
@@ -133,7 +133,7 @@ def test_sigterm_gives_the_search_back_and_it_resumes(
     logs = logs_dir(tmp_path)
     search_id = submit(client, photos, algorithm)
     first = start_worker(fault_settings, logs, "first")
-    before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress")
+    before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
     started = time.monotonic()
     assert stop_process(first, timeout=60) == 0, (logs / "first.log").read_text()[-3000:]
     search = store.get_search(search_id)
@@ -154,7 +154,7 @@ def test_second_sigterm_stops_at_once(
     logs = logs_dir(tmp_path)
     search_id = submit(client, photos)
     worker = start_worker(fault_settings, logs, "worker")
-    wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress")
+    wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     worker.send_signal(signal.SIGTERM)
@@ -171,7 +171,7 @@ def test_cancel_running_search_stops_it_and_keeps_finished_trials(
     search_id = submit(client, photos, trials=6)
     worker = start_worker(fault_settings, logs, "worker")
     try:
-        before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress")
+        before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
         asked = time.monotonic()
         response = client.post(f"/v1/searches/{search_id}/cancel")
         assert response.status_code == 202 and response.json()["cancel_requested"]
@@ -235,7 +235,7 @@ def test_postgres_restart_under_a_running_search(
     search_id = submit(client, photos)
     worker = start_worker(settings, logs, "worker")
     try:
-        wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress")
+        wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
         restart_postgres()
         search = finished(store, search_id)
         assert search.status == SearchStatus.SUCCEEDED, (logs / "worker.log").read_text()[-4000:]

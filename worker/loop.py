@@ -112,9 +112,13 @@ class Worker:
             now = time.monotonic()
             if not process.is_alive():
                 break
-            if self._signals >= 2 or state.lease_lost:
-                if state.lease_lost:
+            if state.lease_lost:
+                process.join(timeout=2.0)  # it may have just closed the search itself
+                if process.is_alive():
                     log.error("lost the lease of search %s; stopping it", lease.search_id)
+                    _kill(process)
+                break
+            if self._signals >= 2:
                 _kill(process)
                 break
             if self._stop.is_set() and state.terminated_at is None:
