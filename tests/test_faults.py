@@ -211,10 +211,10 @@ def start_args(*args: str) -> list[str]:
     return [NAS, *args]
 
 
-def restart_postgres() -> None:
+def postgres_cluster(action: str) -> None:
     version = sorted(os.listdir("/etc/postgresql"))[-1]
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
         check=True,
         timeout=120,
     )
@@ -236,7 +236,15 @@ def test_postgres_restart_under_a_running_search(
     worker = start_worker(settings, logs, "worker")
     try:
         wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
-        restart_postgres()
+        postgres_cluster("stop")
+        try:
+            for path in ("/healthz", "/v1/searches", f"/v1/searches/{search_id}/leaderboard"):
+                response = client.get(path)
+                assert response.status_code == 503, response.text
+                assert response.json() == {"detail": "the database is unavailable; retry shortly"}
+            time.sleep(3)
+        finally:
+            postgres_cluster("start")
         search = finished(store, search_id)
         assert search.status == SearchStatus.SUCCEEDED, (logs / "worker.log").read_text()[-4000:]
         assert worker.poll() is None

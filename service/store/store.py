@@ -328,6 +328,7 @@ class Store:
                     row.status = SearchStatus.QUEUED.value
             return [row.id for row in rows]
 
+    @retried
     def record_run_context(
         self,
         lease: Lease,
@@ -381,6 +382,7 @@ class Store:
             row.history, row.error = [], None
             row.started_at, row.finished_at = utcnow(), None
 
+    @retried
     def record_epoch(
         self,
         lease: Lease,
@@ -404,6 +406,7 @@ class Store:
             row.score, row.params, row.seconds = score, params, seconds
             return LeaseState(cancel_requested=cancel_requested)
 
+    @retried
     def finish_trial(
         self,
         lease: Lease,
