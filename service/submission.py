@@ -25,8 +25,11 @@ def resolve_inside_roots(raw_path: str, roots: list[Path], shown_as: str | None 
     The answer is the same whether or not an outside path exists, so the API cannot be
     used to probe the file system.
     """
-    resolved = Path(raw_path).expanduser().resolve()
-    if not any(resolved.is_relative_to(root) for root in roots):
+    try:
+        resolved = Path(raw_path).resolve()
+    except (OSError, ValueError):  # NUL bytes, loops of links
+        resolved = None
+    if resolved is None or not any(resolved.is_relative_to(root) for root in roots):
         raise field_error(
             ("dataset", "path"),
             "must lie inside one of the configured data roots (NAS_DATA_ROOTS)",

@@ -552,3 +552,20 @@ def test_workers_lists_registered_workers(client: TestClient, store: Store) -> N
     (worker,) = client.get("/v1/workers").json()["items"]
     assert (worker["id"], worker["hostname"], worker["pid"]) == ("worker-1", "gpu-box", 4242)
     assert (worker["backend"], worker["stopped_at"]) == ("jax", None)
+
+
+def test_idempotency_key_replays_the_same_search(client: TestClient, data_root: Path) -> None:
+    body = minimal_body(data_root)
+    headers = {"Idempotency-Key": "submit-42"}
+    first = client.post("/v1/searches", json=body, headers=headers)
+    again = client.post("/v1/searches", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    other = minimal_body(data_root, tuner={"max_trials": 2})
+    conflict = client.post("/v1/searches", json=other, headers=headers)
+    assert conflict.status_code == 409 and "Idempotency-Key" in conflict.json()["detail"]
+    fresh = client.post("/v1/searches", json=body, headers={"Idempotency-Key": "submit-43"})
+    assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
+    assert client.get("/v1/searches").json()["total"] == 2

@@ -11,6 +11,22 @@ from service.specs import SearchSpec
 from service.store import ExportedModel, SearchRecord, TrialRecord
 
 
+class ErrorOut(BaseModel):
+    """An error a client can act on."""
+
+    detail: str
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route may answer with."""
+    reasons = {
+        404: "No such search (or model)",
+        409: "Conflicts with the search's state or an earlier request",
+        503: "The database is unavailable; retry shortly",
+    }
+    return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
+
+
 class TrialOut(BaseModel):
     """One row of the leaderboard."""
 

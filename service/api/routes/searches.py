@@ -8,19 +8,25 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from service.api.deps import SearchDep, SettingsDep, StoreDep
-from service.api.schemas import Leaderboard, SearchList, SearchOut, TrialOut
+from service.api.schemas import (
+    Leaderboard,
+    SearchList,
+    SearchOut,
+    TrialOut,
+    error_responses,
+)
 from service.specs import SearchSpec
 from service.store import IdempotencyConflictError, SearchStatus
 from service.store.ranking import leaderboard
 from service.submission import check_submission
 
-router = APIRouter(prefix="/v1/searches", tags=["searches"])
+router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_responses(503))
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "Idempotency-Key reused with another body"}},
+    responses=error_responses(409),
 )
 def submit_search(
     spec: SearchSpec,
@@ -72,13 +78,13 @@ def list_searches(
     )
 
 
-@router.get("/{search_id}")
+@router.get("/{search_id}", responses=error_responses(404))
 def get_search(search: SearchDep) -> SearchOut:
     """Status, progress, best trial so far and the accelerator used."""
     return SearchOut.of(search)
 
 
-@router.get("/{search_id}/leaderboard")
+@router.get("/{search_id}/leaderboard", responses=error_responses(404))
 def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
     """Every trial ranked by the objective, with per-epoch history; updated every epoch."""
     objective = search.spec["objective"]
@@ -89,7 +95,11 @@ def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
     return Leaderboard(search_id=search.id, objective=objective, trials=rows)
 
 
-@router.post("/{search_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{search_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(404, 409),
+)
 def cancel_search(search: SearchDep, store: StoreDep) -> SearchOut:
     """Cancel a queued search at once; a running one stops at the next heartbeat."""
     if search.status in {SearchStatus.SUCCEEDED, SearchStatus.FAILED}:
