@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     cancel_grace_seconds: float = Field(
         default=5.0, ge=0, description="Time a cancelled search gets to stop at an epoch end."
     )
+    search_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of search processes, so the API and heartbeats "
+        "stay responsive on a host whose CPUs train.",
+    )
     store_retry_seconds: float = Field(
         default=300.0, ge=0, description="How long workers ride out a database outage."
     )

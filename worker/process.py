@@ -24,6 +24,7 @@ def search_process_main(settings: Settings, lease: Lease, parent_pid: int) -> No
     """Entry point of the search process; exits with one of the EXIT_* codes."""
     die_with_parent(parent_pid)
     interruptions = Interruptions()
+    os.nice(settings.search_niceness)
     os.environ["KERAS_BACKEND"] = settings.backend
     logging.basicConfig(
         level=logging.INFO,
