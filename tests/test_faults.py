@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from service.launcher import settings_env, start_nas, stop_process, wait_until
 from service.settings import Settings
@@ -251,3 +253,34 @@ def test_postgres_restart_under_a_running_search(
     finally:
         assert stop_process(worker) == 0
     assert len(store.list_trials(search_id)) == 3
+
+
+def test_worker_that_lost_its_lease_writes_nothing_more(
+    fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    logs = logs_dir(tmp_path)
+    search_id = submit(client, photos)
+    worker = start_worker(fault_settings, logs, "worker")
+    try:
+        wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
+        with store.engine.begin() as connection:  # as if its heartbeats had stopped arriving
+            connection.execute(
+                text("UPDATE searches SET lease_expires_at = :past WHERE id = :id"),
+                {"past": datetime.now(UTC) - timedelta(minutes=1), "id": search_id},
+            )
+        assert store.requeue_expired(max_attempts=3) == [search_id]
+        thief = store.claim_next("thief", 600)
+        assert thief is not None and thief.attempt == 2
+        trials_after_theft = store.list_trials(search_id)
+        oracle = fault_settings.artifacts_dir / search_id / "tuner" / "oracle.json"
+        oracle_state = oracle.read_bytes()
+        time.sleep(5)
+        assert worker.poll() is None, "the worker itself carries on"
+    finally:
+        assert stop_process(worker) == 0
+    assert store.list_trials(search_id) == trials_after_theft
+    assert oracle.read_bytes() == oracle_state, "no tuner state written after the lease was lost"
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.RUNNING
+    assert search.worker_id == "thief" and search.attempt == 2
+    assert f"search {search_id} attempt 1 lost" in (logs / "worker.log").read_text()

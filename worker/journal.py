@@ -25,6 +25,10 @@ class TrialJournal:
         self._best: dict[str, float] = {}
         self.cancel_requested = False
 
+    def ensure_held(self) -> None:
+        """Raise LeaseLostError if another worker took the search over."""
+        self._store.check_lease(self._lease)
+
     def trial_started(self, trial_id: str, hyperparameters: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
         self._best.pop(trial_id, None)

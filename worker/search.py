@@ -12,13 +12,13 @@ from search_spaces import build_hypermodel
 from service.artifacts import SearchArtifacts
 from service.settings import Settings
 from service.specs import SearchSpec
-from service.store import Lease, SearchStatus, Store
+from service.store import Lease, LeaseLostError, SearchStatus, Store
 from worker.datasets import load_images, scan_folder, stratified_split
 from worker.export import export_best_models
 from worker.hardware import choose_precision, select_placement
 from worker.journal import TrialJournal
 from worker.signals import Interruptions
-from worker.tuning import SearchCancelled, SearchInterrupted, build_tuner
+from worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted, build_tuner
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ def run_search(
         )
     except SearchCancelled:
         outcome = SearchStatus.CANCELLED
+    except LeaseLost as lost:
+        raise LeaseLostError(str(lost)) from lost
     except SearchInterrupted:
         if not store.is_cancel_requested(lease.search_id):
             log.info("interrupted; the search goes back to the queue and resumes later")
@@ -100,6 +102,7 @@ def run_search(
     if outcome == SearchStatus.CANCELLED:
         log.info("cancelled by the user; exporting the best finished trials")
 
+    journal.ensure_held()
     models = export_best_models(
         tuner,
         top_k=spec.export_top_k,

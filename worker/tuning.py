@@ -9,6 +9,7 @@ import keras
 import keras_tuner
 
 from service.specs import SearchSpec
+from service.store import LeaseLostError
 from worker.journal import TrialJournal
 from worker.signals import Interruptions
 
@@ -32,6 +33,10 @@ class SearchInterrupted(SearchStopped):
     """The worker is stopping (SIGTERM) or cancelling mid-epoch; the trial is rerun later."""
 
 
+class LeaseLost(SearchStopped):
+    """Another worker took the search over: this process must write nothing more."""
+
+
 class EpochReporter(keras.callbacks.Callback):
     """Sends each epoch's metrics to the journal; stops training on cancel or SIGTERM."""
 
@@ -53,7 +58,10 @@ class EpochReporter(keras.callbacks.Callback):
     on_test_batch_begin = on_train_batch_begin
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._journal.epoch_ended(self._trial_id, epoch, logs or {}, self.model.count_params())
+        try:
+            self._journal.epoch_ended(self._trial_id, epoch, logs or {}, self.model.count_params())
+        except LeaseLostError as error:
+            raise LeaseLost(str(error)) from error
         if self._journal.cancel_requested:
             self.model.stop_training = True
 
@@ -76,6 +84,7 @@ class ReportingTuner:
         return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
 
     def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        self.journal.ensure_held()  # before KerasTuner saves its state into the artifacts
         super().on_trial_end(trial)  # type: ignore[misc]
         ended = self.oracle.get_trial(trial.trial_id)  # type: ignore[attr-defined]
         failed = ended.status in FAILED_TRIAL_STATES

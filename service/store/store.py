@@ -293,6 +293,12 @@ class Store:
             return LeaseState(cancel_requested=bool(cancel_requested))
 
     @retried
+    def check_lease(self, lease: Lease) -> None:
+        """Raise LeaseLostError unless the lease still holds (before writing files)."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+
+    @retried
     def release(self, lease: Lease) -> None:
         """Give a search back to the queue at once (a worker shutting down cleanly)."""
         with self._transaction(write=True) as session:
