@@ -58,7 +58,7 @@ def worker(
 
     _logging()
     settings = get_settings()
-    store = create_store(settings.database_url)
+    store = create_store(settings.database_url, retry_seconds=settings.store_retry_seconds)
     try:
         ensure_schema_current(store.engine)
     except SchemaMismatchError as error:

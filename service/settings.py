@@ -28,9 +28,23 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    poll_interval_seconds: float = Field(default=1.0, gt=0)
-    heartbeat_seconds: float = Field(default=10.0, gt=0)
-    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling.")
+    heartbeat_seconds: float = Field(default=10.0, gt=0, description="Lease renewal period.")
+    lease_seconds: float = Field(default=60.0, gt=0, description="Lease lifetime unrenewed.")
+    max_attempts: int = Field(default=3, ge=1, description="Claims before a search fails.")
+    cancel_grace_seconds: float = Field(
+        default=5.0, ge=0, description="Time a cancelled search gets to stop at an epoch end."
+    )
+    search_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of search processes, so the API and heartbeats "
+        "stay responsive on a host whose CPUs train.",
+    )
+    store_retry_seconds: float = Field(
+        default=300.0, ge=0, description="How long workers ride out a database outage."
+    )
     backend: str = Field(
         default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"),
         description="Keras backend the worker trains with: tensorflow or jax.",

@@ -19,18 +19,21 @@ def field_error(loc: tuple[str, ...], message: str, value: Any) -> RequestValida
     )
 
 
-def resolve_inside_roots(raw_path: str, roots: list[Path]) -> Path:
+def resolve_inside_roots(raw_path: str, roots: list[Path], shown_as: str | None = None) -> Path:
     """The dataset folder with symlinks resolved, if it lies inside a data root.
 
     The answer is the same whether or not an outside path exists, so the API cannot be
     used to probe the file system.
     """
-    resolved = Path(raw_path).expanduser().resolve()
-    if not any(resolved.is_relative_to(root) for root in roots):
+    try:
+        resolved = Path(raw_path).resolve()
+    except (OSError, ValueError):  # NUL bytes, loops of links
+        resolved = None
+    if resolved is None or not any(resolved.is_relative_to(root) for root in roots):
         raise field_error(
             ("dataset", "path"),
             "must lie inside one of the configured data roots (NAS_DATA_ROOTS)",
-            raw_path,
+            raw_path if shown_as is None else shown_as,
         )
     return resolved
 
@@ -47,8 +50,11 @@ def check_submission(spec: SearchSpec, data_roots: list[Path]) -> SearchSpec:
         )
     path = resolve_inside_roots(spec.dataset.path, data_roots)
     try:
-        scan_folder(path, spec.dataset.max_images_per_class)
+        scan = scan_folder(path, spec.dataset.max_images_per_class)
     except DatasetError as error:
         raise field_error(("dataset", "path"), str(error), spec.dataset.path) from None
+    # Class folders or photos may be links; each must resolve inside a root too.
+    for file in scan.files:
+        resolve_inside_roots(str(file), data_roots, shown_as=spec.dataset.path)
     dataset = spec.dataset.model_copy(update={"path": str(path)})
     return spec.model_copy(update={"dataset": dataset})

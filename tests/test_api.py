@@ -277,6 +277,27 @@ def test_outside_paths_get_one_answer_whether_or_not_they_exist(
     assert "data root" in existing[1][0]
 
 
+@pytest.mark.parametrize("linked", ["class folder", "photo"])
+def test_links_inside_the_dataset_may_not_leave_the_root(
+    client: TestClient, store: Store, folders: Folders, linked: str
+) -> None:
+    dataset = new_folder(folders.scratch)
+    add_photos(dataset / "daisy", folders.photos, 3)
+    secret = folders.outside / "roses"
+    add_photos(secret, folders.root / "flowers" / "roses", 3)
+    if linked == "class folder":
+        (dataset / "roses").symlink_to(secret, target_is_directory=True)
+    else:
+        (dataset / "roses").mkdir()
+        for photo in secret.iterdir():
+            (dataset / "roses" / photo.name).symlink_to(photo)
+
+    locs, _ = rejection(client, with_dataset(folders, dataset))
+
+    assert locs == [("body", "dataset", "path")]
+    assert store.list_searches(limit=10, offset=0).total == 0
+
+
 def test_only_valid_submissions_reach_the_queue(
     client: TestClient, store: Store, folders: Folders
 ) -> None:
@@ -323,14 +344,15 @@ def run_trials(store: Store, lease: Lease, objective: str) -> None:
     for trial_id in TRIALS:
         store.start_trial(lease, trial_id, {"conv_blocks": 2, "trial": trial_id})
     for trial_id, (epochs, end) in TRIALS.items():
-        for number, metrics in enumerate(epochs, start=1):
+        for number, metrics in enumerate(epochs):
             store.record_epoch(
                 lease,
                 trial_id,
+                epoch=number,
                 metrics=metrics,
                 score=metrics[objective],
                 params=params_of(trial_id),
-                seconds=1.5 * number,
+                seconds=1.5 * (number + 1),
             )
         if end is not None:
             error = "ResourceExhaustedError: out of memory" if end == TrialStatus.FAILED else None
@@ -530,3 +552,20 @@ def test_workers_lists_registered_workers(client: TestClient, store: Store) -> N
     (worker,) = client.get("/v1/workers").json()["items"]
     assert (worker["id"], worker["hostname"], worker["pid"]) == ("worker-1", "gpu-box", 4242)
     assert (worker["backend"], worker["stopped_at"]) == ("jax", None)
+
+
+def test_idempotency_key_replays_the_same_search(client: TestClient, data_root: Path) -> None:
+    body = minimal_body(data_root)
+    headers = {"Idempotency-Key": "submit-42"}
+    first = client.post("/v1/searches", json=body, headers=headers)
+    again = client.post("/v1/searches", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    other = minimal_body(data_root, tuner={"max_trials": 2})
+    conflict = client.post("/v1/searches", json=other, headers=headers)
+    assert conflict.status_code == 409 and "Idempotency-Key" in conflict.json()["detail"]
+    fresh = client.post("/v1/searches", json=body, headers={"Idempotency-Key": "submit-43"})
+    assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
+    assert client.get("/v1/searches").json()["total"] == 2

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 import migrations
@@ -24,7 +25,7 @@ from service.store.schema import current_revision, head_revision
 
 NAS = Path(sys.executable).with_name("nas")
 CLI_TIMEOUT = 60.0
-TABLES = {"searches", "trials", "exported_models", "workers"}
+TABLES = {"searches", "search_attempts", "trials", "exported_models", "workers"}
 
 
 @pytest.fixture
@@ -49,10 +50,16 @@ def settings_of(store: Store) -> Settings:
     return Settings(database_url=store.engine.url.render_as_string(hide_password=False))
 
 
-def downgrade(store: Store, revision: str) -> None:
-    """``alembic downgrade`` on the store's engine, configured the way ``migrate`` is."""
+def alembic_config() -> Config:
+    """Alembic's configuration for this repository's migrations, as ``migrate`` builds it."""
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return config
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """``alembic downgrade`` on the store's engine, configured the way ``migrate`` is."""
+    config = alembic_config()
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
@@ -95,6 +102,21 @@ def test_newer_schema_asks_to_upgrade_the_code(bare_store: Store) -> None:
     assert "nas migrate" not in message
 
 
+def test_older_schema_asks_to_migrate(bare_store: Store) -> None:
+    first = ScriptDirectory.from_config(alembic_config()).get_base()
+    assert first is not None
+    if first == head_revision():
+        pytest.skip("only one revision: no schema can be older than the code")
+    migrate(bare_store.engine, first)
+
+    message = mismatch(bare_store)
+
+    assert "older" in message
+    assert "nas migrate" in message
+    migrate(bare_store.engine)
+    ensure_schema_current(bare_store.engine)
+
+
 def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
     migrate(bare_store.engine)
     bare_store.create_search({"objective": "val_accuracy"}, trials_planned=1)
@@ -108,7 +130,7 @@ def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
     migrate(bare_store.engine)
 
     ensure_schema_current(bare_store.engine)
-    search = bare_store.create_search({"objective": "val_loss"}, trials_planned=2)
+    search = bare_store.create_search({"objective": "val_loss"}, trials_planned=2).search
     page = bare_store.list_searches(limit=10, offset=0)
     assert [item.id for item in page.items] == [search.id]
 
@@ -159,7 +181,9 @@ def wait_healthy(server: subprocess.Popen[str], http: httpx.Client) -> httpx.Res
 
 
 @pytest.mark.parametrize(
-    "command_args", [("serve", "--port", "{port}"), ("worker", "--exit-when-idle")]
+    "command_args",
+    [("serve", "--port", "{port}"), ("worker", "--exit-when-idle")],
+    ids=["serve", "worker"],
 )
 def test_cli_refuses_unmigrated_database(
     database_url: str, tmp_path: Path, command_args: tuple[str, ...]

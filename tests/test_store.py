@@ -11,6 +11,7 @@ import pytest
 
 from service.store import (
     ExportedModel,
+    IdempotencyConflictError,
     Lease,
     LeaseLostError,
     SearchStatus,
@@ -23,7 +24,7 @@ SPEC = {"objective": "val_accuracy"}
 
 
 def queue(store: Store, count: int, spec: dict | None = None) -> list[str]:
-    return [store.create_search(spec or SPEC, trials_planned=2).id for _ in range(count)]
+    return [store.create_search(spec or SPEC, trials_planned=2).search.id for _ in range(count)]
 
 
 def test_claims_oldest_first_once(store: Store) -> None:
@@ -56,6 +57,7 @@ def test_trials_progress_and_best(store: Store) -> None:
             state = store.record_epoch(
                 lease,
                 trial_id,
+                epoch=epoch,
                 metrics={"val_accuracy": score, "loss": 1.0 - epoch / 10},
                 score=score,
                 params=1234,
@@ -84,7 +86,9 @@ def test_restarted_trial_starts_clean(store: Store) -> None:
     lease = store.claim_next("w1", 30)
     assert lease is not None
     store.start_trial(lease, "0", {"a": 1})
-    store.record_epoch(lease, "0", metrics={"val_accuracy": 0.5}, score=0.5, params=1, seconds=1)
+    store.record_epoch(
+        lease, "0", epoch=0, metrics={"val_accuracy": 0.5}, score=0.5, params=1, seconds=1
+    )
     store.start_trial(lease, "0", {"a": 1})
     (trial,) = store.list_trials(lease.search_id)
     assert trial.history == () and trial.score is None and trial.status == TrialStatus.RUNNING
@@ -100,7 +104,7 @@ def test_cancel_queued_and_running(store: Store) -> None:
     assert asked is not None and asked.status == SearchStatus.RUNNING and asked.cancel_requested
     assert store.renew_lease(lease, 30).cancel_requested
     store.start_trial(lease, "0", {})
-    state = store.record_epoch(lease, "0", metrics={}, score=None, params=1, seconds=1)
+    state = store.record_epoch(lease, "0", epoch=0, metrics={}, score=None, params=1, seconds=1)
     assert state.cancel_requested
     assert store.request_cancel("0" * 32) is None
 
@@ -222,3 +226,58 @@ def test_racing_workers_claim_each_search_exactly_once(store: Store, database_ur
         search.status == SearchStatus.RUNNING
         for search in store.list_searches(limit=100, offset=0).items
     )
+
+
+def test_attempt_history_and_interrupted_trials(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    first = store.claim_next("w1", 0.0)
+    assert first is not None
+    store.start_trial(first, "0", {})
+    time.sleep(0.01)
+    store.requeue_expired(max_attempts=3)
+    (trial,) = store.list_trials(search_id)
+    assert trial.status == TrialStatus.INTERRUPTED
+    second = store.claim_next("w2", 30)
+    assert second is not None
+    store.release(second)
+    third = store.claim_next("w3", 30)
+    assert third is not None
+    store.finish_search(third, SearchStatus.FAILED, error="boom")
+    search = store.get_search(search_id)
+    assert search is not None
+    assert [(a.attempt, a.worker_id, a.outcome.value, a.error) for a in search.attempts] == [
+        (1, "w1", "lease_expired", None),
+        (2, "w2", "released", None),
+        (3, "w3", "failed", "boom"),
+    ]
+    assert all(attempt.ended_at is not None for attempt in search.attempts)
+
+
+def test_epoch_writes_are_idempotent(store: Store) -> None:
+    queue(store, 1)
+    lease = store.claim_next("w1", 30)
+    assert lease is not None
+    store.start_trial(lease, "0", {})
+    for epoch, value in ((0, 0.1), (1, 0.2), (1, 0.3)):
+        store.record_epoch(
+            lease,
+            "0",
+            epoch=epoch,
+            metrics={"val_accuracy": value},
+            score=value,
+            params=1,
+            seconds=1,
+        )
+    (trial,) = store.list_trials(lease.search_id)
+    assert trial.history == ({"val_accuracy": 0.1}, {"val_accuracy": 0.3}) and trial.epochs == 2
+
+
+def test_idempotent_create(store: Store) -> None:
+    first = store.create_search(SPEC, 2, idempotency_key="k1", request_hash="h1")
+    again = store.create_search(SPEC, 2, idempotency_key="k1", request_hash="h1")
+    assert first.created and not again.created and again.search.id == first.search.id
+    with pytest.raises(IdempotencyConflictError):
+        store.create_search(SPEC, 2, idempotency_key="k1", request_hash="h2")
+    other = store.create_search(SPEC, 2, idempotency_key="k2", request_hash="h1")
+    assert other.created and other.search.id != first.search.id
+    assert store.list_searches(limit=10, offset=0).total == 2

@@ -25,13 +25,17 @@ class TrialJournal:
         self._best: dict[str, float] = {}
         self.cancel_requested = False
 
+    def ensure_held(self) -> None:
+        """Raise LeaseLostError if another worker took the search over."""
+        self._store.check_lease(self._lease)
+
     def trial_started(self, trial_id: str, hyperparameters: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
         self._best.pop(trial_id, None)
         self._store.start_trial(self._lease, trial_id, _plain(hyperparameters))
         log.info("trial %s started: %s", trial_id, hyperparameters)
 
-    def epoch_ended(self, trial_id: str, logs: dict[str, Any], params: int) -> None:
+    def epoch_ended(self, trial_id: str, epoch: int, logs: dict[str, Any], params: int) -> None:
         metrics = {name: float(value) for name, value in logs.items() if _is_number(value)}
         value = metrics.get(self._objective)
         if value is not None and math.isfinite(value):
@@ -41,6 +45,7 @@ class TrialJournal:
         state = self._store.record_epoch(
             self._lease,
             trial_id,
+            epoch=epoch,
             metrics=metrics,
             score=self._best.get(trial_id),
             params=params,

@@ -10,24 +10,41 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from types import FrameType
+
+from sqlalchemy.exc import DBAPIError
 
 from service.settings import Settings
 from service.store import Lease, LeaseLostError, SearchStatus, Store
-from worker.process import EXIT_LEASE_LOST, search_process_main
+from service.store.store import is_transient
+from worker.process import EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, search_process_main
 
 log = logging.getLogger(__name__)
 
-#: How long a search process may take to stop by itself after a cancel.
-CANCEL_GRACE_SECONDS = 5.0
-MAX_ATTEMPTS = 3
+#: How long a search process may take to stop after SIGTERM before it is killed.
+STOP_TIMEOUT_SECONDS = 30.0
+#: How often a running search is checked for a cancel request.
+CANCEL_POLL_SECONDS = 1.0
+
+Process = multiprocessing.process.BaseProcess
+
+
+@dataclass
+class _Supervision:
+    """What happened while one search process ran."""
+
+    cancel_seen_at: float | None = None
+    terminated_at: float | None = None
+    lease_lost: bool = False
 
 
 class Worker:
     """Claims the oldest queued search, runs it in a child process, heartbeats its lease.
 
-    SIGTERM or SIGINT: stop taking searches, stop the running one, give it back to the
-    queue and return. A second signal kills the search process at once.
+    SIGTERM or SIGINT: take no more searches, interrupt the running one and give it back to
+    the queue (another worker resumes it at once), then return. A second signal kills the
+    search process without waiting.
     """
 
     def __init__(self, settings: Settings, store: Store, worker_id: str | None = None) -> None:
@@ -37,7 +54,7 @@ class Worker:
         self._stop = threading.Event()
         self._signals = 0
 
-    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+    def request_stop(self, _signum: int | None = None, _frame: FrameType | None = None) -> None:
         """Ask the worker to stop; safe from a signal handler."""
         self._signals += 1
         self._stop.set()
@@ -52,12 +69,15 @@ class Worker:
         log.info("worker %s ready (%s backend)", self.id, self.settings.backend)
         done = 0
         while not self._stop.is_set() and (max_searches is None or done < max_searches):
-            requeued = self.store.requeue_expired(MAX_ATTEMPTS)
-            if requeued:
-                log.warning("requeued searches whose worker stopped answering: %s", requeued)
-            lease = self.store.claim_next(self.id, self.settings.lease_seconds)
+            try:
+                lease = self._next_lease()
+            except DBAPIError as error:
+                if not is_transient(error):
+                    raise
+                log.warning("database unavailable; the worker waits")
+                self._stop.wait(self.settings.poll_interval_seconds)
+                continue
             if lease is None:
-                self.store.worker_heartbeat(self.id, None)
                 if exit_when_idle:
                     break
                 self._stop.wait(self.settings.poll_interval_seconds)
@@ -68,69 +88,88 @@ class Worker:
         log.info("worker %s stopped after %d searches", self.id, done)
         return done
 
+    def _next_lease(self) -> Lease | None:
+        if requeued := self.store.requeue_expired(self.settings.max_attempts):
+            log.warning("requeued searches whose worker stopped answering: %s", requeued)
+        lease = self.store.claim_next(self.id, self.settings.lease_seconds)
+        if lease is None:
+            self.store.worker_heartbeat(self.id, None)
+        return lease
+
     def supervise(self, lease: Lease) -> None:
         """Run one claimed search to its end, renewing the lease meanwhile."""
         log.info("claimed search %s (attempt %d)", lease.search_id, lease.attempt)
-        context = multiprocessing.get_context("spawn")
-        process = context.Process(
+        process = multiprocessing.get_context("spawn").Process(
             target=search_process_main,
-            args=(self.settings, lease),
+            args=(self.settings, lease, os.getpid()),
             name=f"search-{lease.search_id[:8]}",
         )
         process.start()
-        next_beat = 0.0
-        cancel_deadline: float | None = None
-        lease_lost = False
+        state = _Supervision()
+        next_beat = next_cancel_check = 0.0
         while process.is_alive():
-            process.join(timeout=0.5)
-            now = time.monotonic()
-            if self._stop.is_set():
-                break
-            if now >= next_beat and process.is_alive():
-                next_beat = now + self.settings.heartbeat_seconds
-                try:
-                    state = self.store.renew_lease(lease, self.settings.lease_seconds)
-                except LeaseLostError:
-                    log.error("lost the lease of search %s; stopping it", lease.search_id)
-                    lease_lost = True
-                    break
-                self.store.worker_heartbeat(self.id, lease.search_id)
-                if state.cancel_requested and cancel_deadline is None:
-                    cancel_deadline = now + CANCEL_GRACE_SECONDS
-            if cancel_deadline is not None and now >= cancel_deadline:
-                log.info("search %s did not stop after cancel; killing it", lease.search_id)
-                _kill(process)
-                self._close(lease, SearchStatus.CANCELLED, "cancelled while a trial was running")
-                return
-        if process.is_alive():
-            self._stop_process(process)
-            if not lease_lost:
-                self._give_back(lease)
-            return
-        self._after_exit(lease, process.exitcode)
-
-    def _stop_process(self, process: multiprocessing.process.BaseProcess) -> None:
-        process.terminate()
-        deadline = time.monotonic() + 10.0
-        while process.is_alive() and time.monotonic() < deadline and self._signals < 2:
             process.join(timeout=0.2)
-        _kill(process)
+            now = time.monotonic()
+            if not process.is_alive():
+                break
+            if state.lease_lost:
+                process.join(timeout=2.0)  # it may have just closed the search itself
+                if process.is_alive():
+                    log.error("lost the lease of search %s; stopping it", lease.search_id)
+                    _kill(process)
+                break
+            if self._signals >= 2:
+                _kill(process)
+                break
+            if self._stop.is_set() and state.terminated_at is None:
+                log.info("stopping: interrupting search %s", lease.search_id)
+                _terminate(process, state, now)
+            if now >= next_beat:
+                next_beat = now + self.settings.heartbeat_seconds
+                self._heartbeat(lease, state)
+            if state.cancel_seen_at is None and now >= next_cancel_check:
+                next_cancel_check = now + CANCEL_POLL_SECONDS
+                if self.store.is_cancel_requested(lease.search_id):
+                    state.cancel_seen_at = now
+            if (
+                state.cancel_seen_at is not None
+                and state.terminated_at is None
+                and now - state.cancel_seen_at >= self.settings.cancel_grace_seconds
+            ):
+                log.info("search %s did not stop at an epoch end; interrupting it", lease.search_id)
+                _terminate(process, state, now)
+            if state.terminated_at is not None and now - state.terminated_at > STOP_TIMEOUT_SECONDS:
+                log.warning("search %s ignored SIGTERM; killing it", lease.search_id)
+                _kill(process)
+        self._after_exit(lease, process.exitcode, state)
+
+    def _heartbeat(self, lease: Lease, state: _Supervision) -> None:
+        try:
+            self.store.renew_lease(lease, self.settings.lease_seconds)
+            self.store.worker_heartbeat(self.id, lease.search_id)
+        except LeaseLostError:
+            state.lease_lost = True
+
+    def _after_exit(self, lease: Lease, exitcode: int | None, state: _Supervision) -> None:
+        if exitcode in (EXIT_OK, EXIT_LEASE_LOST) or state.lease_lost:
+            return
+        search = self.store.get_search(lease.search_id)
+        if search is None or search.status != SearchStatus.RUNNING or search.worker_id != self.id:
+            return  # the search process closed it itself
+        if state.cancel_seen_at is not None:
+            self._close(lease, SearchStatus.CANCELLED, None)
+        elif exitcode == EXIT_INTERRUPTED or self._stop.is_set():
+            self._give_back(lease)
+        else:
+            how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else exitcode
+            self._close(lease, SearchStatus.FAILED, f"the search process died (exit {how})")
 
     def _give_back(self, lease: Lease) -> None:
         try:
             self.store.release(lease)
             log.info("gave search %s back to the queue", lease.search_id)
         except LeaseLostError:
-            pass
-
-    def _after_exit(self, lease: Lease, exitcode: int | None) -> None:
-        if exitcode in (0, EXIT_LEASE_LOST):
-            return
-        search = self.store.get_search(lease.search_id)
-        if search is None or search.status != SearchStatus.RUNNING:
-            return  # the search process closed it (failed with its own message)
-        how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"code {exitcode}"
-        self._close(lease, SearchStatus.FAILED, f"the search process died ({how})")
+            log.warning("search %s was taken over before it could be given back", lease.search_id)
 
     def _close(self, lease: Lease, status: SearchStatus, error: str | None) -> None:
         try:
@@ -139,7 +178,12 @@ class Worker:
             log.warning("search %s was taken over before it could be closed", lease.search_id)
 
 
-def _kill(process: multiprocessing.process.BaseProcess) -> None:
+def _terminate(process: Process, state: _Supervision, now: float) -> None:
+    process.terminate()
+    state.terminated_at = now
+
+
+def _kill(process: Process) -> None:
     if process.is_alive():
         process.kill()
     process.join()

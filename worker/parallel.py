@@ -12,7 +12,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import traceback
 from concurrent import futures
@@ -21,19 +20,27 @@ from typing import Any
 from service.settings import Settings
 from service.store import Lease, LeaseLostError, create_store
 from worker.hardware import backend_environment
-from worker.process import EXIT_FAILED, EXIT_LEASE_LOST
+from worker.process import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LEASE_LOST
+from worker.signals import Interruptions, die_with_parent
 
 log = logging.getLogger(__name__)
 
 #: A trial process that stopped because the user cancelled the search.
-EXIT_CANCELLED = 4
+EXIT_CANCELLED = 5
+#: Ways for a trial process to end that do not stop the others.
+ORDERLY_EXITS = frozenset({0, EXIT_CANCELLED, EXIT_INTERRUPTED})
 ORACLE_HOST = "127.0.0.1"
 
 
-def run_trial_processes(oracle: Any, settings: Settings, lease: Lease, processes: int) -> None:
+def run_trial_processes(
+    oracle: Any, settings: Settings, lease: Lease, processes: int, interruptions: Interruptions
+) -> None:
     """Serve ``oracle`` and run ``processes`` trial processes until it hands out no more trials.
 
+    A SIGTERM to this process is passed on to them: each stops at a batch boundary.
+
     Raises:
+        SearchInterrupted: SIGTERM stopped the trial processes before the end.
         SearchCancelled: the user cancelled the search (finished trials are kept).
         LeaseLostError: another worker took the search over.
         RuntimeError: a trial process died; the others are stopped.
@@ -44,7 +51,7 @@ def run_trial_processes(oracle: Any, settings: Settings, lease: Lease, processes
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
-    from worker.tuning import SearchCancelled
+    from worker.tuning import SearchCancelled, SearchInterrupted
 
     # The trial processes' search(verbose=0) does not reach the oracle they share.
     oracle.verbose = 0
@@ -56,7 +63,7 @@ def run_trial_processes(oracle: Any, settings: Settings, lease: Lease, processes
     children = [
         context.Process(
             target=trial_process_main,
-            args=(settings, lease, f"trials-{number}", port),
+            args=(settings, lease, f"trials-{number}", port, os.getpid()),
             name=f"trials-{lease.search_id[:8]}-{number}",
             daemon=True,
         )
@@ -65,7 +72,7 @@ def run_trial_processes(oracle: Any, settings: Settings, lease: Lease, processes
     try:
         for child in children:
             child.start()
-        failed = _wait_for(children)
+        failed = _wait_for(children, interruptions)
     finally:
         for child in children:
             if child.is_alive():
@@ -79,12 +86,18 @@ def run_trial_processes(oracle: Any, settings: Settings, lease: Lease, processes
         raise RuntimeError(
             f"trial process {failed.name} died (exit code {failed.exitcode}); see the worker log"
         )
+    if EXIT_INTERRUPTED in codes.values():
+        raise SearchInterrupted
     if EXIT_CANCELLED in codes.values():
         raise SearchCancelled
 
 
-def trial_process_main(settings: Settings, lease: Lease, tuner_id: str, oracle_port: int) -> None:
+def trial_process_main(
+    settings: Settings, lease: Lease, tuner_id: str, oracle_port: int, parent_pid: int
+) -> None:
     """Entry point of a trial process: runs trials of the oracle served on ``oracle_port``."""
+    die_with_parent(parent_pid)
+    interruptions = Interruptions()
     os.environ.update(
         backend_environment(settings.backend, settings.cache_dir, settings.parallel_trials)
     )
@@ -98,17 +111,20 @@ def trial_process_main(settings: Settings, lease: Lease, tuner_id: str, oracle_p
         format=f"%(asctime)s search {lease.search_id[:8]} {tuner_id} "
         "%(levelname)s %(name)s: %(message)s",
     )
-    _exit_with_parent()
-    store = create_store(settings.database_url)
+    store = create_store(settings.database_url, retry_seconds=settings.store_retry_seconds)
     try:
         # After the environment: Keras reads KERAS_BACKEND when first imported.
         from worker.search import run_trials
-        from worker.tuning import SearchCancelled
+        from worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted
 
         try:
-            run_trials(store, settings, lease)
+            run_trials(store, settings, lease, interruptions)
         except SearchCancelled:
             sys.exit(EXIT_CANCELLED)
+        except SearchInterrupted:
+            sys.exit(EXIT_INTERRUPTED)
+        except LeaseLost as lost:
+            raise LeaseLostError(str(lost)) from lost
     except LeaseLostError as error:
         log.warning("stopping: %s", error)
         sys.exit(EXIT_LEASE_LOST)
@@ -119,25 +135,21 @@ def trial_process_main(settings: Settings, lease: Lease, tuner_id: str, oracle_p
         store.dispose()
 
 
-def _wait_for(children: list[multiprocessing.process.BaseProcess]) -> Any | None:
-    """Wait until every child has exited; returns the first that failed, once the others are
-    stopped (a trial process that dies leaves its trial running in the oracle for ever)."""
+def _wait_for(
+    children: list[multiprocessing.process.BaseProcess], interruptions: Interruptions
+) -> Any | None:
+    """Wait until every child has exited, passing a SIGTERM on; returns the first that failed
+    (the others are then stopped: a dead trial process leaves its trial running for ever)."""
+    passed_on = False
     while True:
+        if interruptions.requested and not passed_on:
+            for child in children:
+                if child.is_alive():
+                    child.terminate()
+            passed_on = True
         for child in children:
-            if child.exitcode not in (None, 0, EXIT_CANCELLED):
+            if child.exitcode is not None and child.exitcode not in ORDERLY_EXITS:
                 return child
         if all(child.exitcode is not None for child in children):
             return None
         time.sleep(0.2)
-
-
-def _exit_with_parent() -> None:
-    """End this process if the search process dies (killed on cancel, or its worker stopped)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(EXIT_FAILED)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -13,15 +13,19 @@ import traceback
 from service.settings import Settings
 from service.store import Lease, LeaseLostError, SearchStatus, create_store
 from worker.hardware import backend_environment
+from worker.signals import Interruptions, die_with_parent
 
 log = logging.getLogger(__name__)
 
 #: Exit codes the supervising worker understands.
-EXIT_OK, EXIT_FAILED, EXIT_LEASE_LOST = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_LEASE_LOST, EXIT_INTERRUPTED = 0, 1, 3, 4
 
 
-def search_process_main(settings: Settings, lease: Lease) -> None:
+def search_process_main(settings: Settings, lease: Lease, parent_pid: int) -> None:
     """Entry point of the search process; exits with one of the EXIT_* codes."""
+    die_with_parent(parent_pid)
+    interruptions = Interruptions()
+    os.nice(settings.search_niceness)
     os.environ.update(
         backend_environment(settings.backend, settings.cache_dir, settings.parallel_trials)
     )
@@ -29,12 +33,13 @@ def search_process_main(settings: Settings, lease: Lease) -> None:
         level=logging.INFO,
         format=f"%(asctime)s search {lease.search_id[:8]} %(levelname)s %(name)s: %(message)s",
     )
-    store = create_store(settings.database_url)
+    store = create_store(settings.database_url, retry_seconds=settings.store_retry_seconds)
     try:
         # Keras reads KERAS_BACKEND when first imported, so the search module comes after it.
         from worker.search import run_search
 
-        run_search(store, settings, lease)
+        if not run_search(store, settings, lease, interruptions):
+            sys.exit(EXIT_INTERRUPTED)
     except LeaseLostError as error:
         log.warning("stopping: %s", error)
         sys.exit(EXIT_LEASE_LOST)

@@ -16,13 +16,14 @@ from search_spaces import build_hypermodel
 from service.artifacts import SearchArtifacts
 from service.settings import Settings
 from service.specs import SearchSpec
-from service.store import Lease, SearchStatus, Store
+from service.store import Lease, LeaseLostError, SearchStatus, Store
 from worker.datasets import ImageSet, load_images, scan_folder, stratified_split
 from worker.export import export_best_models
 from worker.hardware import Placement, choose_precision, select_placement
 from worker.journal import TrialJournal
 from worker.parallel import run_trial_processes
-from worker.tuning import SearchCancelled, build_tuner
+from worker.signals import Interruptions
+from worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted, build_tuner
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class SearchSetup:
     train: np.ndarray
     validation: np.ndarray
     artifacts: SearchArtifacts
+    journal: TrialJournal
     tuner: keras_tuner.Tuner
 
     def fit_arguments(self) -> dict[str, Any]:
@@ -54,13 +56,10 @@ class SearchSetup:
 
 
 def prepare_search(
-    store: Store, settings: Settings, lease: Lease, *, start_anew: bool
+    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
 ) -> SearchSetup:
-    """Load the search's data and build its tuner on this process's devices.
-
-    ``start_anew`` empties the tuner's directory first: the search process does so on a first
-    attempt; the trial processes of a search with several trials in flight never do.
-    """
+    """Load the search's data and build its tuner on this process's devices: the search
+    process does, and so does each trial process of a search with several trials in flight."""
     search = store.get_search(lease.search_id)
     assert search is not None, f"search {lease.search_id} vanished"
     spec = SearchSpec.model_validate(search.spec)
@@ -75,21 +74,31 @@ def prepare_search(
         images.labels, spec.dataset.validation_split, spec.dataset.seed
     )
     artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
+    journal = TrialJournal(store, lease, spec.objective)
     hypermodel = build_hypermodel(spec.space, spec.dataset.image_size, len(images.class_names))
     tuner = build_tuner(
         spec,
         hypermodel,
         artifacts.tuner_dir,
-        TrialJournal(store, lease, spec.objective),
+        journal,
+        interruptions,
         tf_strategy=placement.tf_strategy,
-        overwrite=start_anew,
+        overwrite=False,  # a re-claimed search resumes from the oracle's saved state
     )
-    return SearchSetup(spec, placement, precision, images, train, validation, artifacts, tuner)
+    return SearchSetup(
+        spec, placement, precision, images, train, validation, artifacts, journal, tuner
+    )
 
 
-def run_search(store: Store, settings: Settings, lease: Lease) -> None:
-    """Load the data, tune, export the best models and close the search."""
-    setup = prepare_search(store, settings, lease, start_anew=lease.attempt == 1)
+def run_search(
+    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
+) -> bool:
+    """Load the data, tune, export the best models and close the search.
+
+    Returns False when SIGTERM interrupted it before the end (and nobody cancelled it):
+    the search is left as it is, for the worker to give back to the queue.
+    """
+    setup = prepare_search(store, settings, lease, interruptions)
     spec, placement, images = setup.spec, setup.placement, setup.images
     store.record_run_context(
         lease,
@@ -121,13 +130,22 @@ def run_search(store: Store, settings: Settings, lease: Lease) -> None:
     outcome = SearchStatus.SUCCEEDED
     try:
         if in_flight > 1:
-            run_trial_processes(setup.tuner.oracle, settings, lease, in_flight)
+            run_trial_processes(setup.tuner.oracle, settings, lease, in_flight, interruptions)
         else:
             setup.tuner.search(**setup.fit_arguments())
     except SearchCancelled:
-        log.info("cancelled by the user; exporting the best finished trials")
         outcome = SearchStatus.CANCELLED
+    except LeaseLost as lost:
+        raise LeaseLostError(str(lost)) from lost
+    except SearchInterrupted:
+        if not store.is_cancel_requested(lease.search_id):
+            log.info("interrupted; the search goes back to the queue and resumes later")
+            return False
+        outcome = SearchStatus.CANCELLED
+    if outcome == SearchStatus.CANCELLED:
+        log.info("cancelled by the user; exporting the best finished trials")
 
+    setup.journal.ensure_held()
     models = export_best_models(
         setup.tuner,
         top_k=spec.export_top_k,
@@ -138,11 +156,14 @@ def run_search(store: Store, settings: Settings, lease: Lease) -> None:
     store.record_models(lease, models)
     if outcome == SearchStatus.SUCCEEDED and not models:
         store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
-        return
-    store.finish_search(lease, outcome)
+    else:
+        store.finish_search(lease, outcome)
+    return True
 
 
-def run_trials(store: Store, settings: Settings, lease: Lease) -> None:
+def run_trials(
+    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
+) -> None:
     """The body of one trial process: ask the search's oracle for trials until it has none."""
-    setup = prepare_search(store, settings, lease, start_anew=False)
+    setup = prepare_search(store, settings, lease, interruptions)
     setup.tuner.search(**setup.fit_arguments())

@@ -11,7 +11,9 @@ import keras
 import keras_tuner
 
 from service.specs import SearchSpec
+from service.store import LeaseLostError
 from worker.journal import TrialJournal
+from worker.signals import Interruptions
 
 TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
     "random": keras_tuner.RandomSearch,
@@ -21,32 +23,57 @@ TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
 FAILED_TRIAL_STATES = {"FAILED", "INVALID"}
 
 
-class SearchCancelled(Exception):
+class SearchStopped(keras_tuner.errors.FatalError):
+    """Ends the search early; KerasTuner re-raises it instead of failing the trial."""
+
+
+class SearchCancelled(SearchStopped):
     """The user cancelled the search; finished trials are kept."""
 
 
-class EpochReporter(keras.callbacks.Callback):
-    """Sends each epoch's metrics, and its ``epoch_seconds`` (training and validation), to the
-    journal and stops training on cancel."""
+class SearchInterrupted(SearchStopped):
+    """The worker is stopping (SIGTERM) or cancelling mid-epoch; the trial is rerun later."""
 
-    def __init__(self, journal: TrialJournal, trial_id: str) -> None:
+
+class LeaseLost(SearchStopped):
+    """Another worker took the search over: this process must write nothing more."""
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Sends each epoch's metrics to the journal; stops training on cancel or SIGTERM."""
+
+    def __init__(self, journal: TrialJournal, trial_id: str, interruptions: Interruptions) -> None:
         super().__init__()
         self._journal = journal
         self._trial_id = trial_id
+        self._interruptions = interruptions
         self._epoch_started = time.perf_counter()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
         # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
-        return EpochReporter(self._journal, self._trial_id)
+        return EpochReporter(self._journal, self._trial_id, self._interruptions)
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # A *_begin hook keeps Keras's asynchronous batch dispatch on.
+        if self._interruptions.requested:
+            raise SearchInterrupted
+
+    on_test_batch_begin = on_train_batch_begin
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self._epoch_started
-        self._journal.epoch_ended(
-            self._trial_id, (logs or {}) | {"epoch_seconds": seconds}, self.model.count_params()
-        )
+        try:
+            self._journal.epoch_ended(
+                self._trial_id,
+                epoch,
+                (logs or {}) | {"epoch_seconds": seconds},
+                self.model.count_params(),
+            )
+        except LeaseLostError as error:
+            raise LeaseLost(str(error)) from error
         if self._journal.cancel_requested:
             self.model.stop_training = True
 
@@ -55,6 +82,7 @@ class ReportingTuner:
     """Mixin for a KerasTuner tuner: journals trials; raises SearchCancelled between trials."""
 
     journal: TrialJournal
+    interruptions: Interruptions
     dtype_policy: Any
     distribution: Any | None
 
@@ -81,11 +109,12 @@ class ReportingTuner:
     def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         kwargs["callbacks"] = [
             *kwargs.get("callbacks", []),
-            EpochReporter(self.journal, trial.trial_id),
+            EpochReporter(self.journal, trial.trial_id, self.interruptions),
         ]
         return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
 
     def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        self.journal.ensure_held()  # before KerasTuner saves its state into the artifacts
         super().on_trial_end(trial)  # type: ignore[misc]
         ended = self.oracle.get_trial(trial.trial_id)  # type: ignore[attr-defined]
         failed = ended.status in FAILED_TRIAL_STATES
@@ -104,6 +133,7 @@ def build_tuner(
     hypermodel: keras_tuner.HyperModel,
     project_dir: Path,
     journal: TrialJournal,
+    interruptions: Interruptions,
     *,
     tf_strategy: Any | None,
     overwrite: bool,
@@ -127,6 +157,7 @@ def build_tuner(
         options["max_trials"] = spec.tuner.max_trials
     tuner = tuner_class(**options)
     tuner.journal = journal
+    tuner.interruptions = interruptions
     tuner.dtype_policy = keras.config.dtype_policy()
     tuner.distribution = keras.distribution.distribution()
     return tuner

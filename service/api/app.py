@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,20 @@ from service.store import Store, create_store, ensure_schema_current
 log = logging.getLogger(__name__)
 
 
+async def requeue_expired_forever(store: Store, settings: Settings) -> None:
+    """Put back searches whose worker stopped heartbeating, in case no worker is idle to."""
+    period = max(1.0, settings.lease_seconds / 4)
+    while True:
+        await asyncio.sleep(period)
+        try:
+            requeued = await asyncio.to_thread(store.requeue_expired, settings.max_attempts)
+        except DBAPIError as error:
+            log.warning("could not look for expired leases: %s", type(error).__name__)
+            continue
+        if requeued:
+            log.warning("requeued searches whose worker stopped answering: %s", requeued)
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     """The API on ``settings``' database; refuses a database whose schema does not match."""
     settings = settings or get_settings()
@@ -25,7 +40,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        reaper = asyncio.create_task(requeue_expired_forever(store, settings))
         yield
+        reaper.cancel()
         store.dispose()
 
     app = FastAPI(

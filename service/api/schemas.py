@@ -11,6 +11,22 @@ from service.specs import SearchSpec
 from service.store import ExportedModel, SearchRecord, TrialRecord
 
 
+class ErrorOut(BaseModel):
+    """An error a client can act on."""
+
+    detail: str
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route may answer with."""
+    reasons = {
+        404: "No such search (or model)",
+        409: "Conflicts with the search's state or an earlier request",
+        503: "The database is unavailable; retry shortly",
+    }
+    return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
+
+
 class TrialOut(BaseModel):
     """One row of the leaderboard."""
 
@@ -45,6 +61,17 @@ class TrialOut(BaseModel):
         )
 
 
+class AttemptOut(BaseModel):
+    """One claim of the search by a worker."""
+
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    error: str | None
+
+
 class SearchOut(BaseModel):
     """A search and its progress."""
 
@@ -58,6 +85,7 @@ class SearchOut(BaseModel):
     precision: str | None
     dataset: dict[str, Any] | None
     attempt: int
+    attempts: list[AttemptOut]
     cancel_requested: bool
     error: str | None
     created_at: datetime
@@ -77,6 +105,10 @@ class SearchOut(BaseModel):
             precision=search.precision,
             dataset=search.dataset_info,
             attempt=search.attempt,
+            attempts=[
+                AttemptOut(**{**vars(attempt), "outcome": attempt.outcome.value})
+                for attempt in search.attempts
+            ],
             cancel_requested=search.cancel_requested,
             error=search.error,
             created_at=search.created_at,

@@ -1,6 +1,8 @@
 """The storage layer: ids in, frozen records out; ORM rows never leave it."""
 
 from service.store.records import (
+    AttemptOutcome,
+    AttemptRecord,
     ExportedModel,
     Lease,
     SearchRecord,
@@ -10,10 +12,21 @@ from service.store.records import (
     WorkerRecord,
 )
 from service.store.schema import SchemaMismatchError, ensure_schema_current, migrate
-from service.store.store import LeaseLostError, LeaseState, SearchPage, Store, create_store
+from service.store.store import (
+    IdempotencyConflictError,
+    LeaseLostError,
+    LeaseState,
+    SearchPage,
+    Store,
+    Submission,
+    create_store,
+)
 
 __all__ = [
+    "AttemptOutcome",
+    "AttemptRecord",
     "ExportedModel",
+    "IdempotencyConflictError",
     "Lease",
     "LeaseLostError",
     "LeaseState",
@@ -22,6 +35,7 @@ __all__ = [
     "SearchRecord",
     "SearchStatus",
     "Store",
+    "Submission",
     "TrialRecord",
     "TrialStatus",
     "WorkerRecord",

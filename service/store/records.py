@@ -25,6 +25,31 @@ class TrialStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: Its worker stopped mid-trial; the trial is rerun when the search resumes.
+    INTERRUPTED = "interrupted"
+
+
+class AttemptOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: The worker shut down cleanly and gave the search back.
+    RELEASED = "released"
+    #: The worker stopped heartbeating (crashed, killed, cut off).
+    LEASE_EXPIRED = "lease_expired"
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One claim of a search by a worker, and how it ended."""
+
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: AttemptOutcome
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,7 @@ class SearchRecord:
     precision: str | None
     dataset_info: dict[str, Any] | None
     error: str | None
+    attempts: tuple[AttemptRecord, ...]
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,25 @@ Callers pass ids and get frozen records back. Each public method is one transact
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.store.engine import IMMEDIATE, make_engine
 from service.store.ranking import best_completed
 from service.store.records import (
+    AttemptOutcome,
+    AttemptRecord,
     ExportedModel,
     Lease,
     SearchRecord,
@@ -27,11 +33,49 @@ from service.store.records import (
     TrialStatus,
     WorkerRecord,
 )
-from service.store.tables import ModelRow, SearchRow, TrialRow, WorkerRow
+from service.store.tables import AttemptRow, ModelRow, SearchRow, TrialRow, WorkerRow
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class LeaseLostError(RuntimeError):
     """The search is no longer held by this worker attempt; it must stop writing."""
+
+
+class IdempotencyConflictError(ValueError):
+    """An idempotency key was reused with a different request."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a database error may go away on retry (server restart, lock, dropped link)."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def retried(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
+    """Re-run a store method on transient database errors, with exponential backoff, for up
+    to the store's ``retry_seconds``; each run is a whole new transaction."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except DBAPIError as error:
+                if not is_transient(error) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database unavailable (%s); retrying in %.1f s", type(error).__name__, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return wrapper
 
 
 def utcnow() -> datetime:
@@ -47,6 +91,14 @@ class SearchPage:
 
 
 @dataclass(frozen=True)
+class Submission:
+    """The outcome of a submit: the search, and whether this call created it."""
+
+    search: SearchRecord
+    created: bool
+
+
+@dataclass(frozen=True)
 class LeaseState:
     """What a heartbeat learns: whether the user asked the search to stop."""
 
@@ -56,8 +108,9 @@ class LeaseState:
 class Store:
     """Persistent state of the service, on SQLite or PostgreSQL."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, retry_seconds: float = 0.0) -> None:
         self.engine = engine
+        self.retry_seconds = retry_seconds
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._writer_sessions = sessionmaker(
             bind=engine.execution_options(**{IMMEDIATE: True}), expire_on_commit=False
@@ -73,6 +126,7 @@ class Store:
         """Close pooled connections (before forking, at shutdown)."""
         self.engine.dispose()
 
+    @retried
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
         with self._transaction() as session:
@@ -80,8 +134,21 @@ class Store:
 
     # Searches -------------------------------------------------------------------------
 
-    def create_search(self, spec: dict[str, Any], trials_planned: int) -> SearchRecord:
-        """Queue a new search."""
+    @retried
+    def create_search(
+        self,
+        spec: dict[str, Any],
+        trials_planned: int,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Submission:
+        """Queue a new search; with an idempotency key, a repeat of the same request returns
+        the search it created (a different request raises IdempotencyConflictError)."""
+        if idempotency_key is not None and (
+            earlier := self.find_submission(idempotency_key, request_hash)
+        ):
+            return earlier
         row = SearchRow(
             id=uuid.uuid4().hex,
             status=SearchStatus.QUEUED.value,
@@ -90,20 +157,53 @@ class Store:
             created_at=utcnow(),
             attempt=0,
             cancel_requested=False,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
         )
-        with self._transaction(write=True) as session:
-            session.add(row)
-            session.flush()
-            return _search_record(row, [])
+        try:
+            with self._transaction(write=True) as session:
+                session.add(row)
+                session.flush()
+                return Submission(search=_search_record(row, [], []), created=True)
+        except IntegrityError:
+            # Another request with the same key won the race.
+            if idempotency_key is None or not (
+                earlier := self._by_key(idempotency_key, request_hash)
+            ):
+                raise
+            return earlier
 
+    @retried
+    def find_submission(self, idempotency_key: str, request_hash: str | None) -> Submission | None:
+        """The search an idempotency key created, if the request matches (else a conflict)."""
+        with self._transaction() as session:
+            row = session.scalar(
+                select(SearchRow).where(SearchRow.idempotency_key == idempotency_key)
+            )
+            if row is None:
+                return None
+            if row.request_hash != request_hash:
+                raise IdempotencyConflictError(
+                    "this Idempotency-Key was already used with a different request"
+                )
+            return Submission(search=_load_record(session, row), created=False)
+
+    @retried
     def get_search(self, search_id: str) -> SearchRecord | None:
         """The search with its progress, or None."""
         with self._transaction() as session:
             row = session.get(SearchRow, search_id)
-            if row is None:
-                return None
-            return _search_record(row, _trials_of(session, [search_id]).get(search_id, []))
+            return None if row is None else _load_record(session, row)
 
+    @retried
+    def is_cancel_requested(self, search_id: str) -> bool:
+        """Whether the user asked this search to stop."""
+        with self._transaction() as session:
+            return bool(
+                session.scalar(select(SearchRow.cancel_requested).where(SearchRow.id == search_id))
+            )
+
+    @retried
     def list_searches(self, *, limit: int, offset: int) -> SearchPage:
         """Searches newest first."""
         with self._transaction() as session:
@@ -114,10 +214,15 @@ class Store:
                 .limit(limit)
                 .offset(offset)
             ).all()
-            trials = _trials_of(session, [row.id for row in rows])
-            items = tuple(_search_record(row, trials.get(row.id, [])) for row in rows)
+            ids = [row.id for row in rows]
+            trials, attempts = _trials_of(session, ids), _attempts_of(session, ids)
+            items = tuple(
+                _search_record(row, trials.get(row.id, []), attempts.get(row.id, []))
+                for row in rows
+            )
             return SearchPage(items=items, total=total)
 
+    @retried
     def request_cancel(self, search_id: str) -> SearchRecord | None:
         """Cancel a queued search now; ask the worker of a running one to stop."""
         with self._transaction(write=True) as session:
@@ -130,8 +235,9 @@ class Store:
             elif row.status == SearchStatus.RUNNING:
                 row.cancel_requested = True
             session.flush()
-            return _search_record(row, _trials_of(session, [search_id]).get(search_id, []))
+            return _load_record(session, row)
 
+    @retried
     def claim_next(self, worker_id: str, lease_seconds: float) -> Lease | None:
         """Atomically take the oldest queued search, or None when the queue is empty."""
         now = utcnow()
@@ -160,8 +266,18 @@ class Store:
             claimed = session.execute(claim).first()
             if claimed is None:
                 return None
+            session.add(
+                AttemptRow(
+                    search_id=claimed.id,
+                    attempt=claimed.attempt,
+                    worker_id=worker_id,
+                    started_at=now,
+                    outcome=AttemptOutcome.RUNNING.value,
+                )
+            )
             return Lease(search_id=claimed.id, worker_id=worker_id, attempt=claimed.attempt)
 
+    @retried
     def renew_lease(self, lease: Lease, lease_seconds: float) -> LeaseState:
         """Extend the lease (the heartbeat); raises LeaseLostError if it is gone."""
         with self._transaction(write=True) as session:
@@ -176,12 +292,23 @@ class Store:
                 raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
             return LeaseState(cancel_requested=bool(cancel_requested))
 
+    @retried
+    def check_lease(self, lease: Lease) -> None:
+        """Raise LeaseLostError unless the lease still holds (before writing files)."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+
+    @retried
     def release(self, lease: Lease) -> None:
         """Give a search back to the queue at once (a worker shutting down cleanly)."""
-        self._write_fenced(
-            lease, status=SearchStatus.QUEUED.value, worker_id=None, lease_expires_at=None
-        )
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = session.get(SearchRow, lease.search_id)
+            assert row is not None
+            _end_attempt(session, row, AttemptOutcome.RELEASED, error=None)
+            row.status, row.worker_id, row.lease_expires_at = SearchStatus.QUEUED.value, None, None
 
+    @retried
     def requeue_expired(self, max_attempts: int) -> list[str]:
         """Put back running searches whose lease ran out; fail those out of attempts."""
         now = utcnow()
@@ -195,6 +322,7 @@ class Store:
                 .with_for_update(skip_locked=True)
             ).all()
             for row in rows:
+                _end_attempt(session, row, AttemptOutcome.LEASE_EXPIRED, error=None)
                 row.worker_id = None
                 row.lease_expires_at = None
                 if row.cancel_requested:
@@ -206,6 +334,7 @@ class Store:
                     row.status = SearchStatus.QUEUED.value
             return [row.id for row in rows]
 
+    @retried
     def record_run_context(
         self,
         lease: Lease,
@@ -219,17 +348,18 @@ class Store:
             lease, accelerator=accelerator, precision=precision, dataset_info=dataset_info
         )
 
+    @retried
     def finish_search(self, lease: Lease, status: SearchStatus, error: str | None = None) -> None:
         """End the attempt with a terminal status."""
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
-        self._write_fenced(
-            lease,
-            status=status.value,
-            error=error,
-            finished_at=utcnow(),
-            lease_expires_at=None,
-        )
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = session.get(SearchRow, lease.search_id)
+            assert row is not None
+            _end_attempt(session, row, AttemptOutcome(status.value), error=error)
+            row.status, row.error = status.value, error
+            row.finished_at, row.lease_expires_at = utcnow(), None
 
     def _write_fenced(self, lease: Lease, **values: Any) -> None:
         with self._transaction(write=True) as session:
@@ -243,6 +373,7 @@ class Store:
 
     # Trials ---------------------------------------------------------------------------
 
+    @retried
     def start_trial(self, lease: Lease, trial_id: str, hyperparameters: dict[str, Any]) -> None:
         """Record that a trial began (again, if an earlier attempt was interrupted)."""
         with self._transaction(write=True) as session:
@@ -257,25 +388,31 @@ class Store:
             row.history, row.error = [], None
             row.started_at, row.finished_at = utcnow(), None
 
+    @retried
     def record_epoch(
         self,
         lease: Lease,
         trial_id: str,
         *,
+        epoch: int,
         metrics: dict[str, float],
         score: float | None,
         params: int,
         seconds: float,
     ) -> LeaseState:
-        """Append one epoch's metrics to a running trial; says whether to stop."""
+        """Record epoch ``epoch`` (from 0) of a running trial; says whether to stop.
+
+        Idempotent: a retried write of the same epoch replaces it rather than appending.
+        """
         with self._transaction(write=True) as session:
             cancel_requested = _check_fence(session, lease)
             row = _trial_row(session, lease.search_id, trial_id)
-            row.history = [*row.history, metrics]
+            row.history = [*row.history[:epoch], metrics]
             row.epochs = len(row.history)
             row.score, row.params, row.seconds = score, params, seconds
             return LeaseState(cancel_requested=cancel_requested)
 
+    @retried
     def finish_trial(
         self,
         lease: Lease,
@@ -293,6 +430,7 @@ class Store:
             row.status, row.score, row.seconds, row.error = status.value, score, seconds, error
             row.finished_at = utcnow()
 
+    @retried
     def list_trials(self, search_id: str) -> list[TrialRecord]:
         """Every trial of a search, in the order they started."""
         with self._transaction() as session:
@@ -300,6 +438,7 @@ class Store:
 
     # Models ---------------------------------------------------------------------------
 
+    @retried
     def record_models(self, lease: Lease, models: Sequence[ExportedModel]) -> None:
         """Replace the exported models of a search."""
         with self._transaction(write=True) as session:
@@ -322,6 +461,7 @@ class Store:
                 for model in models
             )
 
+    @retried
     def list_models(self, search_id: str) -> list[ExportedModel]:
         """Exported models of a search, best first."""
         with self._transaction() as session:
@@ -343,6 +483,7 @@ class Store:
 
     # Workers --------------------------------------------------------------------------
 
+    @retried
     def register_worker(self, worker_id: str, *, hostname: str, pid: int, backend: str) -> None:
         """Announce a worker process."""
         now = utcnow()
@@ -358,6 +499,7 @@ class Store:
                 )
             )
 
+    @retried
     def worker_heartbeat(self, worker_id: str, current_search_id: str | None) -> None:
         """Note that a worker is alive and what it runs."""
         with self._transaction(write=True) as session:
@@ -367,6 +509,7 @@ class Store:
                 .values(heartbeat_at=utcnow(), current_search_id=current_search_id)
             )
 
+    @retried
     def worker_stopped(self, worker_id: str) -> None:
         """Note a clean worker exit."""
         with self._transaction(write=True) as session:
@@ -376,6 +519,7 @@ class Store:
                 .values(stopped_at=utcnow(), current_search_id=None)
             )
 
+    @retried
     def list_workers(self) -> list[WorkerRecord]:
         """Every worker that ever registered, newest first."""
         with self._transaction() as session:
@@ -395,9 +539,9 @@ class Store:
             ]
 
 
-def create_store(database_url: str) -> Store:
-    """A store on a new engine for ``database_url``."""
-    return Store(make_engine(database_url))
+def create_store(database_url: str, *, retry_seconds: float = 0.0) -> Store:
+    """A store on a new engine for ``database_url``; ``retry_seconds`` rides out outages."""
+    return Store(make_engine(database_url), retry_seconds=retry_seconds)
 
 
 def _held_by(lease: Lease) -> tuple[Any, ...]:
@@ -445,6 +589,47 @@ def _trials_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[Tr
     return grouped
 
 
+def _end_attempt(
+    session: Session, search: SearchRow, outcome: AttemptOutcome, error: str | None
+) -> None:
+    """Close the search's current attempt; trials it left running are interrupted."""
+    attempt = session.get(AttemptRow, (search.id, search.attempt))
+    if attempt is not None:
+        attempt.outcome, attempt.error, attempt.ended_at = outcome.value, error, utcnow()
+    session.execute(
+        update(TrialRow)
+        .where(TrialRow.search_id == search.id, TrialRow.status == TrialStatus.RUNNING.value)
+        .values(status=TrialStatus.INTERRUPTED.value)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _attempts_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
+    if not search_ids:
+        return {}
+    rows = session.scalars(
+        select(AttemptRow).where(AttemptRow.search_id.in_(search_ids)).order_by(AttemptRow.attempt)
+    ).all()
+    grouped: dict[str, list[AttemptRecord]] = {}
+    for row in rows:
+        grouped.setdefault(row.search_id, []).append(
+            AttemptRecord(
+                attempt=row.attempt,
+                worker_id=row.worker_id,
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                outcome=AttemptOutcome(row.outcome),
+                error=row.error,
+            )
+        )
+    return grouped
+
+
+def _load_record(session: Session, row: SearchRow) -> SearchRecord:
+    trials = _trials_of(session, [row.id]).get(row.id, [])
+    return _search_record(row, trials, _attempts_of(session, [row.id]).get(row.id, []))
+
+
 def _trial_record(row: TrialRow) -> TrialRecord:
     return TrialRecord(
         search_id=row.search_id,
@@ -462,8 +647,10 @@ def _trial_record(row: TrialRow) -> TrialRecord:
     )
 
 
-def _search_record(row: SearchRow, trials: list[TrialRecord]) -> SearchRecord:
-    done = sum(trial.status != TrialStatus.RUNNING for trial in trials)
+def _search_record(
+    row: SearchRow, trials: list[TrialRecord], attempts: list[AttemptRecord]
+) -> SearchRecord:
+    done = sum(trial.status in {TrialStatus.COMPLETED, TrialStatus.FAILED} for trial in trials)
     return SearchRecord(
         id=row.id,
         status=SearchStatus(row.status),
@@ -482,4 +669,5 @@ def _search_record(row: SearchRow, trials: list[TrialRecord]) -> SearchRecord:
         precision=row.precision,
         dataset_info=row.dataset_info,
         error=row.error,
+        attempts=tuple(attempts),
     )

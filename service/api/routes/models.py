@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from service.api.deps import SearchDep, SettingsDep, StoreDep
-from service.api.schemas import ModelList, ModelOut
+from service.api.schemas import ModelList, ModelOut, error_responses
 from service.artifacts import ModelArtifacts, SearchArtifacts
 from service.store import ExportedModel
 
-router = APIRouter(prefix="/v1/searches/{search_id}/models", tags=["models"])
+router = APIRouter(
+    prefix="/v1/searches/{search_id}/models",
+    tags=["models"],
+    responses=error_responses(404, 503),
+)
 
 Rank = Annotated[int, PathParam(ge=1, le=1000, description="1 is the best model.")]
 
@@ -49,14 +53,22 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
-@router.get("/{rank}/summary", response_class=PlainTextResponse)
-def get_summary(search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank) -> str:
+def _file_response(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {media_type: {}}, "description": description}}
+
+
+@router.get("/{rank}/summary", responses=_file_response("text/plain", "model.summary()"))
+def get_summary(
+    search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
+) -> PlainTextResponse:
     """The text of ``model.summary()``."""
     files = _model_files(search, store, settings, rank)
-    return _existing(files.summary_file, "summary").read_text(encoding="utf-8")
+    return PlainTextResponse(_existing(files.summary_file, "summary").read_text(encoding="utf-8"))
 
 
-@router.get("/{rank}/savedmodel", response_class=FileResponse)
+@router.get(
+    "/{rank}/savedmodel", responses=_file_response("application/gzip", "SavedModel tarball")
+)
 def get_savedmodel(
     search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
 ) -> FileResponse:
@@ -76,7 +88,7 @@ def get_savedmodel(
     )
 
 
-@router.get("/{rank}/keras", response_class=FileResponse)
+@router.get("/{rank}/keras", responses=_file_response("application/octet-stream", ".keras file"))
 def get_keras(
     search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
 ) -> FileResponse:

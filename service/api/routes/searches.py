@@ -2,28 +2,64 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from service.api.deps import SearchDep, SettingsDep, StoreDep
-from service.api.schemas import Leaderboard, SearchList, SearchOut, TrialOut
+from service.api.schemas import (
+    Leaderboard,
+    SearchList,
+    SearchOut,
+    TrialOut,
+    error_responses,
+)
 from service.specs import SearchSpec
-from service.store import SearchStatus
+from service.store import IdempotencyConflictError, SearchStatus
 from service.store.ranking import leaderboard
 from service.submission import check_submission
 
-router = APIRouter(prefix="/v1/searches", tags=["searches"])
+router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_responses(503))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-def submit_search(spec: SearchSpec, store: StoreDep, settings: SettingsDep) -> SearchOut:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
+def submit_search(
+    spec: SearchSpec,
+    store: StoreDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Repeat a submit safely: the same key and body return the same search.",
+        ),
+    ] = None,
+) -> SearchOut:
     """Queue an architecture search; malformed specs and unusable datasets get a 422."""
-    checked = check_submission(spec, settings.resolved_data_roots())
-    search = store.create_search(
-        checked.model_dump(mode="json"), trials_planned=checked.tuner.planned_trials()
-    )
-    return SearchOut.of(search)
+    request_hash = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    try:
+        if idempotency_key and (earlier := store.find_submission(idempotency_key, request_hash)):
+            response.headers["Idempotent-Replayed"] = "true"
+            return SearchOut.of(earlier.search)
+        checked = check_submission(spec, settings.resolved_data_roots())
+        submission = store.create_search(
+            checked.model_dump(mode="json"),
+            trials_planned=checked.tuner.planned_trials(),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+    except IdempotencyConflictError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    if not submission.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return SearchOut.of(submission.search)
 
 
 @router.get("")
@@ -42,13 +78,13 @@ def list_searches(
     )
 
 
-@router.get("/{search_id}")
+@router.get("/{search_id}", responses=error_responses(404))
 def get_search(search: SearchDep) -> SearchOut:
     """Status, progress, best trial so far and the accelerator used."""
     return SearchOut.of(search)
 
 
-@router.get("/{search_id}/leaderboard")
+@router.get("/{search_id}/leaderboard", responses=error_responses(404))
 def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
     """Every trial ranked by the objective, with per-epoch history; updated every epoch."""
     objective = search.spec["objective"]
@@ -59,7 +95,11 @@ def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
     return Leaderboard(search_id=search.id, objective=objective, trials=rows)
 
 
-@router.post("/{search_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{search_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(404, 409),
+)
 def cancel_search(search: SearchDep, store: StoreDep) -> SearchOut:
     """Cancel a queued search at once; a running one stops at the next heartbeat."""
     if search.status in {SearchStatus.SUCCEEDED, SearchStatus.FAILED}:

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from service.api.deps import StoreDep
+from service.api.schemas import error_responses
 
-router = APIRouter(prefix="/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/v1/workers", tags=["workers"], responses=error_responses(503))
 
 
 class WorkerOut(BaseModel):

@@ -1,0 +1,1 @@
+"""Benchmarks: each measures against a baseline taken in the same run."""

@@ -1,0 +1,85 @@
+"""A throwaway service (SQLite, API, workers) for benchmarks, in a temporary folder."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
+from service.settings import Settings
+from service.store import create_store, migrate
+
+FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "flowers"
+
+
+@dataclass
+class Service:
+    """A running API (and the workers started through it) on a fresh database."""
+
+    settings: Settings
+    client: httpx.Client
+    folder: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        index = len(self.processes)
+        worker = start_nas(
+            ["worker", *args], settings_env(self.settings), self.folder / f"worker{index}.log"
+        )
+        self.processes.append(worker)
+        return worker
+
+    def submit(self, body: dict) -> str:
+        response = self.client.post("/v1/searches", json=body)
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def wait_for(self, search_id: str, timeout: float = 3600) -> dict:
+        def finished() -> dict | None:
+            search = self.client.get(f"/v1/searches/{search_id}").json()
+            return search if search["status"] not in {"queued", "running"} else None
+
+        return wait_until(finished, timeout, f"search {search_id}", interval=0.5)
+
+
+@contextmanager
+def running_service(data_dir: Path, **overrides: object) -> Iterator[Service]:
+    """API on a free port over a new SQLite file; stops everything on exit."""
+    with tempfile.TemporaryDirectory(prefix="nas-bench-") as temp:
+        folder = Path(temp)
+        settings = Settings(
+            database_url=f"sqlite:///{folder / 'nas.db'}",
+            artifacts_dir=folder / "artifacts",
+            cache_dir=folder / "cache",
+            data_roots=[data_dir.resolve()],
+            port=free_port(),
+            **overrides,  # type: ignore[arg-type]
+        )
+        store = create_store(settings.database_url)
+        migrate(store.engine)
+        store.dispose()
+        api = start_nas(
+            ["serve", "--port", str(settings.port)], settings_env(settings), folder / "api.log"
+        )
+        client = httpx.Client(base_url=f"http://127.0.0.1:{settings.port}", timeout=60)
+        service = Service(settings=settings, client=client, folder=folder, processes=[api])
+        try:
+            wait_until(lambda: _healthy(client), 60, "the API")
+            yield service
+        finally:
+            client.close()
+            for process in reversed(service.processes):
+                stop_process(process)
+
+
+def _healthy(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
