@@ -39,6 +39,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "NAS_POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
         "NAS_BACKEND": settings.backend,
         "NAS_PARALLEL_TRIALS": str(settings.parallel_trials),
+        "NAS_FULL_BATCHES": str(settings.full_batches).lower(),
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         description="Trials a worker trains at once, each in its own process sharing the "
         "search's oracle: while one trial compiles, others train on the same device.",
     )
+    full_batches: bool = Field(
+        default=True,
+        description="Train on full batches only (the last one topped up with images of the "
+        "training set) and validate in one batch where it fits: each trial then compiles one "
+        "training step and one evaluation step instead of two of each.",
+    )
 
     @field_validator("data_roots", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from service.artifacts import SearchArtifacts
 from service.settings import Settings
 from service.specs import SearchSpec
 from service.store import Lease, LeaseLostError, SearchStatus, Store
+from worker.batching import full_batches, validation_batch_size
 from worker.datasets import ImageSet, load_images, scan_folder, stratified_split
 from worker.export import export_best_models
 from worker.hardware import Placement, choose_precision, select_placement
@@ -41,16 +42,25 @@ class SearchSetup:
     artifacts: SearchArtifacts
     journal: TrialJournal
     tuner: keras_tuner.Tuner
+    full_batches: bool
 
     def fit_arguments(self) -> dict[str, Any]:
         """What ``tuner.search`` passes on to ``model.fit``."""
         images, labels = self.images.images, self.images.labels
+        batch_size = self.spec.tuner.batch_size
+        train, validation_batch = self.train, batch_size
+        if self.full_batches:
+            train = full_batches(train, batch_size, self.spec.dataset.seed)
+            validation_batch = validation_batch_size(
+                len(self.validation), self.spec.dataset.image_size, batch_size
+            )
         return {
-            "x": images[self.train],
-            "y": labels[self.train],
+            "x": images[train],
+            "y": labels[train],
             "validation_data": (images[self.validation], labels[self.validation]),
             "epochs": self.spec.tuner.epochs,
-            "batch_size": self.spec.tuner.batch_size,
+            "batch_size": batch_size,
+            "validation_batch_size": validation_batch,
             "verbose": 0,
         }
 
@@ -86,7 +96,16 @@ def prepare_search(
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
     )
     return SearchSetup(
-        spec, placement, precision, images, train, validation, artifacts, journal, tuner
+        spec,
+        placement,
+        precision,
+        images,
+        train,
+        validation,
+        artifacts,
+        journal,
+        tuner,
+        full_batches=settings.full_batches,
     )
 
 
