@@ -30,7 +30,7 @@ export KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=2
 } 2>&1 | tee "$OUT/machine.txt"
 
 # shellcheck disable=SC2086 # PARALLEL is a list of numbers
-python3 benchmarks/speed_vs_keras_tuner.py "$DATA" --backend jax \
+python3 -m benchmarks.speed_vs_keras_tuner "$DATA" --backend jax \
     --image-size 192 --trials 10 --epochs 15 --batch-size 128 \
     --parallel-trials $PARALLEL --workdir /tmp/nas-speed --json "$OUT/speed.json" "$@" \
     2>&1 | tee "$OUT/speed.txt"

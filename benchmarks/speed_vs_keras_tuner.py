@@ -16,7 +16,7 @@ over the median epoch time after the first), compile seconds per trial (first ep
 steady one) and the best validation accuracy of each. ``--parallel-trials 1 4`` runs the service
 once per value against the same plain baseline.
 
-    python benchmarks/speed_vs_keras_tuner.py [DATA] --backend jax --image-size 192 \\
+    python -m benchmarks.speed_vs_keras_tuner [DATA] --backend jax --image-size 192 \\
         --trials 10 --epochs 15 --batch-size 128 --parallel-trials 4 --json result.json
 """
 
@@ -36,10 +36,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "flowers"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "flowers"
 VALIDATION_SPLIT = 0.2
 SPLIT_SEED = 0
-FINISHED = {"succeeded", "failed", "cancelled"}
 # Variables that would make the plain run something other than what a user gets by default.
 SERVICE_ONLY_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "XLA_PYTHON_CLIENT_PREALLOCATE")
 
@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
 def _compare(args: argparse.Namespace, workdir: Path) -> int:
     from worker.datasets import load_images, scan_folder, stratified_split
 
+    # The service's search processes run niced by default; the plain run is not, and on a
+    # shared machine that alone would decide the race.
+    os.environ["NAS_SEARCH_NICENESS"] = "0"
+
     data = args.data.expanduser().resolve()
     started = time.perf_counter()
     images = load_images(
@@ -169,7 +173,8 @@ def _run_plain(setup: dict[str, Any], workdir: Path) -> RunResult:
     started = time.perf_counter()
     with (run_dir / "plain.log").open("wb") as log:
         code = subprocess.call(
-            [sys.executable, __file__, "--plain-run", str(config)],
+            [sys.executable, "-m", "benchmarks.speed_vs_keras_tuner", "--plain-run", str(config)],
+            cwd=REPO,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -261,82 +266,49 @@ def _plain_keras_tuner(config: dict[str, Any]) -> None:
 def _run_service(
     setup: dict[str, Any], workdir: Path, parallel_trials: int, precision: str
 ) -> RunResult:
-    import httpx
-
-    from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
-    from service.settings import Settings
-    from service.store import create_store, migrate
+    from benchmarks.harness import running_service
+    from service.launcher import wait_until
 
     run_dir = workdir / f"service-{parallel_trials}"
-    data = Path(setup["data"])
-    settings = Settings(
-        database_url=f"sqlite:///{run_dir / 'nas.db'}",
-        artifacts_dir=run_dir / "artifacts",
-        cache_dir=workdir / "cache",
-        data_roots=[data.parent],
-        backend=setup["backend"],
-        parallel_trials=parallel_trials,
-    )
     run_dir.mkdir(parents=True, exist_ok=True)
-    store = create_store(settings.database_url)
-    migrate(store.engine)
-    store.dispose()
-    # Each service run compiles from scratch, like the plain run: no compilation cache carried.
-    env = settings_env(settings) | {"JAX_COMPILATION_CACHE_DIR": str(run_dir / "jax-cache")}
-    port = free_port()
-    api = start_nas(["serve", "--port", str(port)], env, run_dir / "api.log")
-    worker = start_nas(["worker"], env, run_dir / "worker.log")
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-
-            def ready() -> bool:
-                for process, name in ((api, "api"), (worker, "worker")):
-                    if process.poll() is not None:
-                        log = (run_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-                        raise RuntimeError(f"the {name} exited at start:\n{log}")
-                try:
-                    return bool(client.get("/v1/workers").json()["items"])
-                except httpx.TransportError:
-                    return False
-
-            wait_until(ready, 120, "the API and the worker to start")
-            body = {
-                "dataset": {
-                    "path": str(data),
-                    "image_size": setup["image_size"],
-                    "max_images_per_class": setup["images_per_class"],
-                    "validation_split": VALIDATION_SPLIT,
-                    "seed": SPLIT_SEED,
-                },
-                "space": setup["space"],
-                "tuner": {
-                    "algorithm": "random",
-                    "max_trials": setup["trials"],
-                    "epochs": setup["epochs"],
-                    "batch_size": setup["batch_size"],
-                    "seed": setup["seed"],
-                    "precision": precision,
-                },
-                "export_top_k": 1,
-            }
+    data = Path(setup["data"])
+    body = {
+        "dataset": {
+            "path": str(data),
+            "image_size": setup["image_size"],
+            "max_images_per_class": setup["images_per_class"],
+            "validation_split": VALIDATION_SPLIT,
+            "seed": SPLIT_SEED,
+        },
+        "space": setup["space"],
+        "tuner": {
+            "algorithm": "random",
+            "max_trials": setup["trials"],
+            "epochs": setup["epochs"],
+            "batch_size": setup["batch_size"],
+            "seed": setup["seed"],
+            "precision": precision,
+        },
+        "export_top_k": 1,
+    }
+    # A fresh service: its cache (and so its compilation cache) starts empty, like the plain
+    # run; only the decoded photos are copied in, as the plain run reads them decoded too.
+    with running_service(data, backend=setup["backend"], parallel_trials=parallel_trials) as nas:
+        shutil.copytree(workdir / "cache", nas.settings.cache_dir, dirs_exist_ok=True)
+        try:
+            worker = nas.start_worker()
+            wait_until(lambda: _worker_ready(nas.client, worker), 120, "the worker to start")
             started = time.perf_counter()
-            response = client.post("/v1/searches", json=body)
-            response.raise_for_status()
-            search_id = response.json()["id"]
-
-            def finished() -> dict[str, Any] | None:
-                search = client.get(f"/v1/searches/{search_id}").json()
-                return search if search["status"] in FINISHED else None
-
-            search = wait_until(finished, 3 * 3600, "the search to finish", interval=0.1)
-            models = client.get(f"/v1/searches/{search_id}/models").json()["models"]
+            search_id = nas.submit(body)
+            search = nas.wait_for(search_id)
+            models = nas.client.get(f"/v1/searches/{search_id}/models").json()["models"]
             wall = time.perf_counter() - started
-            board = client.get(f"/v1/searches/{search_id}/leaderboard").json()
-    finally:
-        stop_process(worker)
-        stop_process(api)
+            board = nas.client.get(f"/v1/searches/{search_id}/leaderboard").json()
+        finally:
+            for log in nas.folder.glob("*.log"):
+                shutil.copy(log, run_dir / log.name)
     if search["status"] != "succeeded" or not models:
-        log = (run_dir / "worker.log").read_text(errors="replace")[-3000:]
+        log = (run_dir / "worker0.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the service's search {search['status']}: {search['error']}\n{log}")
     trials = sorted(board["trials"], key=lambda trial: trial["trial_id"])
     return RunResult(
@@ -351,6 +323,12 @@ def _run_service(
             "formats": models[0]["formats"],
         },
     )
+
+
+def _worker_ready(client: Any, worker: subprocess.Popen[bytes]) -> bool:
+    if worker.poll() is not None:
+        raise RuntimeError(f"the worker exited at start (exit code {worker.returncode})")
+    return bool(client.get("/v1/workers").json()["items"])
 
 
 # The table ------------------------------------------------------------------------------------

@@ -168,7 +168,8 @@ def test_speed_benchmark_runs_tiny(jax_python: Path, data_root: Path, tmp_path: 
     run = subprocess.run(
         [
             str(jax_python),
-            str(REPO / "benchmarks" / "speed_vs_keras_tuner.py"),
+            "-m",
+            "benchmarks.speed_vs_keras_tuner",
             str(photos),
             "--backend=jax",
             "--image-size=32",
@@ -178,6 +179,7 @@ def test_speed_benchmark_runs_tiny(jax_python: Path, data_root: Path, tmp_path: 
             "--parallel-trials=2",
             f"--json={result_file}",
         ],
+        cwd=REPO,
         env=os.environ | {"PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,

@@ -14,9 +14,13 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from service.launcher import free_port
 from service.settings import Settings
 from service.store import Lease, LeaseLostError, create_store
 from worker.hardware import backend_environment
@@ -32,33 +36,13 @@ ORDERLY_EXITS = frozenset({0, EXIT_CANCELLED, EXIT_INTERRUPTED})
 ORACLE_HOST = "127.0.0.1"
 
 
-def run_trial_processes(
-    oracle: Any, settings: Settings, lease: Lease, processes: int, interruptions: Interruptions
-) -> None:
-    """Serve ``oracle`` and run ``processes`` trial processes until it hands out no more trials.
-
-    A SIGTERM to this process is passed on to them: each stops at a batch boundary.
-
-    Raises:
-        SearchInterrupted: SIGTERM stopped the trial processes before the end.
-        SearchCancelled: the user cancelled the search (finished trials are kept).
-        LeaseLostError: another worker took the search over.
-        RuntimeError: a trial process died; the others are stopped.
-    """
-    import grpc
-
-    # KerasTuner's own servicer of its distributed tuning (not exported under a public name).
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
-
-    from worker.tuning import SearchCancelled, SearchInterrupted
-
-    # The trial processes' search(verbose=0) does not reach the oracle they share.
-    oracle.verbose = 0
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
-    port = server.add_insecure_port(f"{ORACLE_HOST}:0")
-    server.start()
+@contextmanager
+def trial_processes(
+    settings: Settings, lease: Lease, processes: int, interruptions: Interruptions
+) -> Iterator[TrialProcesses]:
+    """Start ``processes`` trial processes now: they import Keras and load the data while this
+    process builds the tuner, then wait for its oracle to be served. They are stopped on exit."""
+    port = free_port()
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(
@@ -72,24 +56,85 @@ def run_trial_processes(
     try:
         for child in children:
             child.start()
-        failed = _wait_for(children, interruptions)
+        yield TrialProcesses(children, port, lease, interruptions)
     finally:
         for child in children:
             if child.is_alive():
                 child.kill()
             child.join()
-        server.stop(grace=None)
-    codes = {child.name: child.exitcode for child in children}
-    if EXIT_LEASE_LOST in codes.values():
-        raise LeaseLostError(f"search {lease.search_id} was taken over by another worker")
-    if failed is not None:
-        raise RuntimeError(
-            f"trial process {failed.name} died (exit code {failed.exitcode}); see the worker log"
-        )
-    if EXIT_INTERRUPTED in codes.values():
-        raise SearchInterrupted
-    if EXIT_CANCELLED in codes.values():
-        raise SearchCancelled
+
+
+@dataclass(frozen=True)
+class TrialProcesses:
+    """The trial processes of a search, waiting for its oracle."""
+
+    children: list[multiprocessing.process.BaseProcess]
+    port: int
+    lease: Lease
+    interruptions: Interruptions
+
+    def serve(self, oracle: Any) -> None:
+        """Serve ``oracle`` to the trial processes until it hands out no more trials.
+
+        A SIGTERM to this process is passed on to them: each stops at a batch boundary.
+
+        Raises:
+            SearchInterrupted: SIGTERM stopped the trial processes before the end.
+            SearchCancelled: the user cancelled the search (finished trials are kept).
+            LeaseLostError: another worker took the search over.
+            RuntimeError: a trial process died; the others are stopped.
+        """
+        import grpc
+
+        # KerasTuner's own servicer of its distributed tuning (not exported under a public name).
+        from keras_tuner.src import protos
+        from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+        from worker.tuning import SearchCancelled, SearchInterrupted
+
+        # The trial processes' search(verbose=0) does not reach the oracle they share.
+        oracle.verbose = 0
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+        server.add_insecure_port(f"{ORACLE_HOST}:{self.port}")
+        server.start()
+        try:
+            failed = self._wait()
+        finally:
+            for child in self.children:
+                if child.is_alive():
+                    child.kill()
+                child.join()
+            server.stop(grace=None)
+        codes = {child.exitcode for child in self.children}
+        if EXIT_LEASE_LOST in codes:
+            raise LeaseLostError(f"search {self.lease.search_id} was taken over by another worker")
+        if failed is not None:
+            raise RuntimeError(
+                f"trial process {failed.name} died (exit code {failed.exitcode}); "
+                "see the worker log"
+            )
+        if EXIT_INTERRUPTED in codes:
+            raise SearchInterrupted
+        if EXIT_CANCELLED in codes:
+            raise SearchCancelled
+
+    def _wait(self) -> multiprocessing.process.BaseProcess | None:
+        """Wait until every child has exited, passing a SIGTERM on; returns the first that
+        failed (the others are then stopped: a dead one leaves its trial running for ever)."""
+        passed_on = False
+        while True:
+            if self.interruptions.requested and not passed_on:
+                for child in self.children:
+                    if child.is_alive():
+                        child.terminate()
+                passed_on = True
+            for child in self.children:
+                if child.exitcode is not None and child.exitcode not in ORDERLY_EXITS:
+                    return child
+            if all(child.exitcode is not None for child in self.children):
+                return None
+            time.sleep(0.2)
 
 
 def trial_process_main(
@@ -133,23 +178,3 @@ def trial_process_main(
         sys.exit(EXIT_FAILED)
     finally:
         store.dispose()
-
-
-def _wait_for(
-    children: list[multiprocessing.process.BaseProcess], interruptions: Interruptions
-) -> Any | None:
-    """Wait until every child has exited, passing a SIGTERM on; returns the first that failed
-    (the others are then stopped: a dead trial process leaves its trial running for ever)."""
-    passed_on = False
-    while True:
-        if interruptions.requested and not passed_on:
-            for child in children:
-                if child.is_alive():
-                    child.terminate()
-            passed_on = True
-        for child in children:
-            if child.exitcode is not None and child.exitcode not in ORDERLY_EXITS:
-                return child
-        if all(child.exitcode is not None for child in children):
-            return None
-        time.sleep(0.2)

@@ -3,6 +3,7 @@ process whose ``KERAS_BACKEND`` is already set."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from worker.datasets import ImageSet, load_images, scan_folder, stratified_split
 from worker.export import export_best_models
 from worker.hardware import Placement, choose_precision, select_placement
 from worker.journal import TrialJournal
-from worker.parallel import run_trial_processes
+from worker.parallel import trial_processes
 from worker.signals import Interruptions
 from worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted, build_tuner
 
@@ -65,15 +66,19 @@ class SearchSetup:
         }
 
 
+def search_spec(store: Store, lease: Lease) -> SearchSpec:
+    """The spec of the leased search."""
+    search = store.get_search(lease.search_id)
+    assert search is not None, f"search {lease.search_id} vanished"
+    return SearchSpec.model_validate(search.spec)
+
+
 def prepare_search(
     store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
 ) -> SearchSetup:
     """Load the search's data and build its tuner on this process's devices: the search
     process does, and so does each trial process of a search with several trials in flight."""
-    search = store.get_search(lease.search_id)
-    assert search is not None, f"search {lease.search_id} vanished"
-    spec = SearchSpec.model_validate(search.spec)
-
+    spec = search_spec(store, lease)
     placement = select_placement(settings.backend)
     precision = choose_precision(spec.tuner.precision, placement.accelerator)
     keras.mixed_precision.set_global_policy(precision)
@@ -117,8 +122,48 @@ def run_search(
     Returns False when SIGTERM interrupted it before the end (and nobody cancelled it):
     the search is left as it is, for the worker to give back to the queue.
     """
-    setup = prepare_search(store, settings, lease, interruptions)
-    spec, placement, images = setup.spec, setup.placement, setup.images
+    in_flight = min(settings.parallel_trials, search_spec(store, lease).tuner.planned_trials())
+    crew = trial_processes(settings, lease, in_flight, interruptions) if in_flight > 1 else None
+    with crew or contextlib.nullcontext() as trials:
+        setup = prepare_search(store, settings, lease, interruptions)
+        _record_run_context(store, lease, setup, in_flight)
+        outcome = SearchStatus.SUCCEEDED
+        try:
+            if trials is not None:
+                trials.serve(setup.tuner.oracle)
+            else:
+                setup.tuner.search(**setup.fit_arguments())
+        except SearchCancelled:
+            outcome = SearchStatus.CANCELLED
+        except LeaseLost as lost:
+            raise LeaseLostError(str(lost)) from lost
+        except SearchInterrupted:
+            if not store.is_cancel_requested(lease.search_id):
+                log.info("interrupted; the search goes back to the queue and resumes later")
+                return False
+            outcome = SearchStatus.CANCELLED
+    if outcome == SearchStatus.CANCELLED:
+        log.info("cancelled by the user; exporting the best finished trials")
+
+    setup.journal.ensure_held()
+    spec = setup.spec
+    models = export_best_models(
+        setup.tuner,
+        top_k=spec.export_top_k,
+        artifacts=setup.artifacts,
+        class_names=setup.images.class_names,
+        image_size=spec.dataset.image_size,
+    )
+    store.record_models(lease, models)
+    if outcome == SearchStatus.SUCCEEDED and not models:
+        store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
+    else:
+        store.finish_search(lease, outcome)
+    return True
+
+
+def _record_run_context(store: Store, lease: Lease, setup: SearchSetup, in_flight: int) -> None:
+    placement, images = setup.placement, setup.images
     store.record_run_context(
         lease,
         accelerator=placement.accelerator.as_dict(),
@@ -133,7 +178,6 @@ def run_search(
             "from_cache": images.from_cache,
         },
     )
-    in_flight = min(settings.parallel_trials, spec.tuner.planned_trials())
     log.info(
         "training on %s (%s, %d replicas) in %s, %d trial(s) at a time: "
         "%d train / %d validation images",
@@ -145,39 +189,6 @@ def run_search(
         len(setup.train),
         len(setup.validation),
     )
-
-    outcome = SearchStatus.SUCCEEDED
-    try:
-        if in_flight > 1:
-            run_trial_processes(setup.tuner.oracle, settings, lease, in_flight, interruptions)
-        else:
-            setup.tuner.search(**setup.fit_arguments())
-    except SearchCancelled:
-        outcome = SearchStatus.CANCELLED
-    except LeaseLost as lost:
-        raise LeaseLostError(str(lost)) from lost
-    except SearchInterrupted:
-        if not store.is_cancel_requested(lease.search_id):
-            log.info("interrupted; the search goes back to the queue and resumes later")
-            return False
-        outcome = SearchStatus.CANCELLED
-    if outcome == SearchStatus.CANCELLED:
-        log.info("cancelled by the user; exporting the best finished trials")
-
-    setup.journal.ensure_held()
-    models = export_best_models(
-        setup.tuner,
-        top_k=spec.export_top_k,
-        artifacts=setup.artifacts,
-        class_names=images.class_names,
-        image_size=spec.dataset.image_size,
-    )
-    store.record_models(lease, models)
-    if outcome == SearchStatus.SUCCEEDED and not models:
-        store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
-    else:
-        store.finish_search(lease, outcome)
-    return True
 
 
 def run_trials(
