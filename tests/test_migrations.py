@@ -97,7 +97,7 @@ def test_newer_schema_asks_to_upgrade_the_code(bare_store: Store) -> None:
 
 def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
     migrate(bare_store.engine)
-    bare_store.create_search({"objective": "val_accuracy"}, trials_planned=1)
+    bare_store.create_search({"objective": "val_accuracy"}, trials_planned=1, owner="alice")
 
     downgrade(bare_store, "base")
 
@@ -108,8 +108,8 @@ def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
     migrate(bare_store.engine)
 
     ensure_schema_current(bare_store.engine)
-    search = bare_store.create_search({"objective": "val_loss"}, trials_planned=2)
-    page = bare_store.list_searches(limit=10, offset=0)
+    search = bare_store.create_search({"objective": "val_loss"}, trials_planned=2, owner="alice")
+    page = bare_store.list_searches(limit=10, offset=0, owner=None)
     assert [item.id for item in page.items] == [search.id]
 
 

@@ -23,7 +23,9 @@ SPEC = {"objective": "val_accuracy"}
 
 
 def queue(store: Store, count: int, spec: dict | None = None) -> list[str]:
-    return [store.create_search(spec or SPEC, trials_planned=2).id for _ in range(count)]
+    return [
+        store.create_search(spec or SPEC, trials_planned=2, owner="alice").id for _ in range(count)
+    ]
 
 
 def test_claims_oldest_first_once(store: Store) -> None:
@@ -41,7 +43,7 @@ def test_claims_oldest_first_once(store: Store) -> None:
 
 def test_list_is_newest_first_and_paginated(store: Store) -> None:
     ids = queue(store, 5)
-    page = store.list_searches(limit=2, offset=1)
+    page = store.list_searches(limit=2, offset=1, owner=None)
     assert page.total == 5
     assert [search.id for search in page.items] == list(reversed(ids))[1:3]
 
@@ -220,5 +222,5 @@ def test_racing_workers_claim_each_search_exactly_once(store: Store, database_ur
     assert sum(bool(batch) for batch in per_worker) > 1, "the workers did not really race"
     assert all(
         search.status == SearchStatus.RUNNING
-        for search in store.list_searches(limit=100, offset=0).items
+        for search in store.list_searches(limit=100, offset=0, owner=None).items
     )

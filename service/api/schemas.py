@@ -49,6 +49,7 @@ class SearchOut(BaseModel):
     """A search and its progress."""
 
     id: str
+    owner: str
     status: str
     spec: SearchSpec
     trials_planned: int
@@ -68,6 +69,7 @@ class SearchOut(BaseModel):
     def of(cls, search: SearchRecord) -> SearchOut:
         return cls(
             id=search.id,
+            owner=search.owner,
             status=search.status.value,
             spec=SearchSpec.model_validate(search.spec),
             trials_planned=search.trials_planned,

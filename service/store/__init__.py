@@ -5,23 +5,33 @@ from service.store.records import (
     Lease,
     SearchRecord,
     SearchStatus,
+    TokenRecord,
     TrialRecord,
     TrialStatus,
     WorkerRecord,
 )
 from service.store.schema import SchemaMismatchError, ensure_schema_current, migrate
-from service.store.store import LeaseLostError, LeaseState, SearchPage, Store, create_store
+from service.store.store import (
+    LeaseLostError,
+    LeaseState,
+    QueueFullError,
+    SearchPage,
+    Store,
+    create_store,
+)
 
 __all__ = [
     "ExportedModel",
     "Lease",
     "LeaseLostError",
     "LeaseState",
+    "QueueFullError",
     "SchemaMismatchError",
     "SearchPage",
     "SearchRecord",
     "SearchStatus",
     "Store",
+    "TokenRecord",
     "TrialRecord",
     "TrialStatus",
     "WorkerRecord",

@@ -6,6 +6,7 @@ Callers pass ids and get frozen records back. Each public method is one transact
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,15 +24,25 @@ from service.store.records import (
     Lease,
     SearchRecord,
     SearchStatus,
+    TokenRecord,
     TrialRecord,
     TrialStatus,
     WorkerRecord,
 )
-from service.store.tables import ModelRow, SearchRow, TrialRow, WorkerRow
+from service.store.tables import ModelRow, SearchRow, TokenRow, TrialRow, WorkerRow
 
 
 class LeaseLostError(RuntimeError):
     """The search is no longer held by this worker attempt; it must stop writing."""
+
+
+class QueueFullError(RuntimeError):
+    """The owner already has as many queued searches as allowed."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        super().__init__(f"{owner} already has {limit} queued searches")
+        self.owner = owner
+        self.limit = limit
 
 
 def utcnow() -> datetime:
@@ -80,10 +91,22 @@ class Store:
 
     # Searches -------------------------------------------------------------------------
 
-    def create_search(self, spec: dict[str, Any], trials_planned: int) -> SearchRecord:
-        """Queue a new search."""
+    def create_search(
+        self,
+        spec: dict[str, Any],
+        trials_planned: int,
+        *,
+        owner: str,
+        max_queued: int | None = None,
+    ) -> SearchRecord:
+        """Queue a new search of ``owner``.
+
+        Raises:
+            QueueFullError: ``owner`` already has ``max_queued`` queued searches.
+        """
         row = SearchRow(
             id=uuid.uuid4().hex,
+            owner=owner,
             status=SearchStatus.QUEUED.value,
             spec=spec,
             trials_planned=trials_planned,
@@ -92,6 +115,8 @@ class Store:
             cancel_requested=False,
         )
         with self._transaction(write=True) as session:
+            if max_queued is not None and _queued_count(session, owner) >= max_queued:
+                raise QueueFullError(owner, max_queued)
             session.add(row)
             session.flush()
             return _search_record(row, [])
@@ -104,12 +129,14 @@ class Store:
                 return None
             return _search_record(row, _trials_of(session, [search_id]).get(search_id, []))
 
-    def list_searches(self, *, limit: int, offset: int) -> SearchPage:
-        """Searches newest first."""
+    def list_searches(self, *, limit: int, offset: int, owner: str | None) -> SearchPage:
+        """Searches of ``owner`` (of everyone when None), newest first."""
+        mine = () if owner is None else (SearchRow.owner == owner,)
         with self._transaction() as session:
-            total = session.scalar(select(func.count()).select_from(SearchRow)) or 0
+            total = session.scalar(select(func.count()).select_from(SearchRow).where(*mine)) or 0
             rows = session.scalars(
                 select(SearchRow)
+                .where(*mine)
                 .order_by(SearchRow.created_at.desc(), SearchRow.id.desc())
                 .limit(limit)
                 .offset(offset)
@@ -394,6 +421,54 @@ class Store:
                 for row in rows
             ]
 
+    # Tokens ---------------------------------------------------------------------------
+
+    def create_token(
+        self, *, token_id: str, owner: str, token_hash: str, admin: bool
+    ) -> TokenRecord:
+        """Keep a new token; only the hash of its secret is stored."""
+        row = TokenRow(id=token_id, owner=owner, hash=token_hash, admin=admin, created_at=utcnow())
+        with self._transaction(write=True) as session:
+            session.add(row)
+            session.flush()
+            return _token_record(row)
+
+    def get_active_token(self, token_id: str, token_hash: str) -> TokenRecord | None:
+        """The unrevoked token ``token_id`` if ``token_hash`` is its hash, else None.
+
+        The hashes are compared in constant time.
+        """
+        with self._transaction() as session:
+            row = session.get(TokenRow, token_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            if not hmac.compare_digest(row.hash, token_hash):
+                return None
+            return _token_record(row)
+
+    def touch_token(self, token_id: str) -> None:
+        """Note that the token was just used."""
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=utcnow())
+            )
+
+    def revoke_token(self, token_id: str) -> TokenRecord | None:
+        """Revoke a token (again is a no-op); None when there is no such token."""
+        with self._transaction(write=True) as session:
+            row = session.get(TokenRow, token_id)
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _token_record(row)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+        with self._transaction() as session:
+            rows = session.scalars(select(TokenRow).order_by(TokenRow.created_at, TokenRow.id))
+            return [_token_record(row) for row in rows]
+
 
 def create_store(database_url: str) -> Store:
     """A store on a new engine for ``database_url``."""
@@ -422,6 +497,27 @@ def _check_fence(session: Session, lease: Lease) -> bool:
     if cancel_requested is None:
         raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
     return bool(cancel_requested)
+
+
+def _queued_count(session: Session, owner: str) -> int:
+    # On PostgreSQL, locking the owner's token rows serializes that owner's submissions, so
+    # two at once cannot both see room for one more; SQLite writers are serialized already.
+    session.execute(select(TokenRow.id).where(TokenRow.owner == owner).with_for_update())
+    queued = select(func.count()).where(
+        SearchRow.owner == owner, SearchRow.status == SearchStatus.QUEUED.value
+    )
+    return session.scalar(queued) or 0
+
+
+def _token_record(row: TokenRow) -> TokenRecord:
+    return TokenRecord(
+        id=row.id,
+        owner=row.owner,
+        admin=row.admin,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
 
 
 def _trial_row(session: Session, search_id: str, trial_id: str) -> TrialRow:
@@ -466,6 +562,7 @@ def _search_record(row: SearchRow, trials: list[TrialRecord]) -> SearchRecord:
     done = sum(trial.status != TrialStatus.RUNNING for trial in trials)
     return SearchRecord(
         id=row.id,
+        owner=row.owner,
         status=SearchStatus(row.status),
         spec=dict(row.spec),
         trials_planned=row.trials_planned,

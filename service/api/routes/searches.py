@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from service.api.auth import CallerDep
 from service.api.deps import SearchDep, SettingsDep, StoreDep
 from service.api.schemas import Leaderboard, SearchList, SearchOut, TrialOut
+from service.caps import check_caps
 from service.specs import SearchSpec
-from service.store import SearchStatus
+from service.store import QueueFullError, SearchStatus
 from service.store.ranking import leaderboard
 from service.submission import check_submission
 
@@ -17,23 +19,39 @@ router = APIRouter(prefix="/v1/searches", tags=["searches"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def submit_search(spec: SearchSpec, store: StoreDep, settings: SettingsDep) -> SearchOut:
-    """Queue an architecture search; malformed specs and unusable datasets get a 422."""
+def submit_search(
+    spec: SearchSpec, store: StoreDep, settings: SettingsDep, caller: CallerDep
+) -> SearchOut:
+    """Queue an architecture search of the caller; malformed specs, unusable datasets and
+    budgets over the service's caps get a 422, a full queue of the caller's a 429."""
+    check_caps(spec, settings)
     checked = check_submission(spec, settings.resolved_data_roots())
-    search = store.create_search(
-        checked.model_dump(mode="json"), trials_planned=checked.tuner.planned_trials()
-    )
+    try:
+        search = store.create_search(
+            checked.model_dump(mode="json"),
+            trials_planned=checked.tuner.planned_trials(),
+            owner=caller.owner,
+            max_queued=settings.limit_queued_per_owner,
+        )
+    except QueueFullError as full:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"{full.owner} already has {full.limit} queued searches, the most allowed "
+            "(NAS_LIMIT_QUEUED_PER_OWNER); wait for one to start or cancel one",
+        ) from None
     return SearchOut.of(search)
 
 
 @router.get("")
 def list_searches(
     store: StoreDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SearchList:
-    """Searches, newest first."""
-    page = store.list_searches(limit=limit, offset=offset)
+    """The caller's searches (everyone's for an admin), newest first."""
+    owner = None if caller.admin else caller.owner
+    page = store.list_searches(limit=limit, offset=offset, owner=owner)
     return SearchList(
         items=[SearchOut.of(search) for search in page.items],
         total=page.total,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from service.api.auth import require_admin
 from service.api.deps import StoreDep
 
-router = APIRouter(prefix="/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/v1/workers", tags=["workers"], dependencies=[Depends(require_admin)])
 
 
 class WorkerOut(BaseModel):
@@ -25,5 +26,5 @@ class WorkerOut(BaseModel):
 
 @router.get("")
 def list_workers(store: StoreDep) -> dict[str, list[WorkerOut]]:
-    """Every worker that registered, newest first, with its last heartbeat."""
+    """Every worker that registered, newest first, with its last heartbeat (admin only)."""
     return {"items": [WorkerOut(**vars(worker)) for worker in store.list_workers()]}
