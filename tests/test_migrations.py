@@ -21,10 +21,11 @@ from service.api import create_app
 from service.settings import Settings
 from service.store import SchemaMismatchError, Store, create_store, ensure_schema_current, migrate
 from service.store.schema import current_revision, head_revision
+from tests.owners import bearer
 
 NAS = Path(sys.executable).with_name("nas")
 CLI_TIMEOUT = 60.0
-TABLES = {"searches", "trials", "exported_models", "workers"}
+TABLES = {"searches", "trials", "exported_models", "workers", "tokens"}
 
 
 @pytest.fixture
@@ -177,6 +178,10 @@ def test_cli_migrate_then_serve_and_work(database_url: str, tmp_path: Path) -> N
 
     migrated = nas(env, tmp_path, "migrate")
     assert migrated.returncode == 0, migrated.stderr
+    assert "nas token create --owner" in migrated.stdout
+    created = nas(env, tmp_path, "token", "create", "--owner", "ops", "--admin")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
     worked = nas(env, tmp_path, "worker", "--exit-when-idle")
     assert worked.returncode == 0, worked.stderr
 
@@ -194,7 +199,7 @@ def test_cli_migrate_then_serve_and_work(database_url: str, tmp_path: Path) -> N
     ):
         try:
             health = wait_healthy(server, http)
-            workers = http.get("/v1/workers").json()
+            workers = http.get("/v1/workers", headers=bearer(token)).json()
         finally:
             server.terminate()
             server.communicate(timeout=CLI_TIMEOUT)
