@@ -119,7 +119,6 @@ def test_crafted_ranks_and_names_stay_in_the_artifact_folder(
     served = []
     for path in crafted_paths(planted):
         response = client.get(path)  # the test client raises on any 500
-        print("ATTACK", response.status_code, path.replace(planted.alice_id, "{alice}").replace(planted.bob_id, "{bob}"))
         assert_contained(response.status_code, response.content, planted, path)
         if response.status_code == 200:
             served.append(path.rsplit("/models/", 1)[1])
