@@ -1,4 +1,5 @@
-"""The ``nas`` command: migrate the schema, serve the API, run a worker, run the demo."""
+"""The ``nas`` command: migrate the schema, serve the API, run a worker, run the demo,
+manage tokens."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from typing import Annotated
 
 import typer
 
+from service import cli_tokens
 from service.settings import get_settings
 from service.store import SchemaMismatchError, create_store, ensure_schema_current, migrate
+from service.tokens import FIRST_TOKEN_HINT, has_active_token
 
 app = typer.Typer(help="Neural architecture search for Keras, as a service.", no_args_is_help=True)
+app.add_typer(cli_tokens.app, name="token")
 
 
 def _logging() -> None:
@@ -25,8 +29,11 @@ def migrate_command() -> None:
     """Create or upgrade the database schema (NAS_DATABASE_URL)."""
     store = create_store(get_settings().database_url)
     migrate(store.engine)
+    first_token_needed = not has_active_token(store)
     store.dispose()
     typer.echo("database schema is up to date")
+    if first_token_needed:
+        typer.echo(f"no API token yet: {FIRST_TOKEN_HINT}")
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """``nas demo``: the README's one command. Starts the API and a worker on the SQLite default,
-runs a real search on the flowers photos, shows progress, the leaderboard and the best model."""
+runs a real search on the flowers photos with a token of its own, shows progress, the
+leaderboard and the best model, and says how to make a token of your own."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from service.console import format_score, leaderboard_table
 from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
 from service.settings import Settings, get_settings
 from service.store import create_store, migrate
+from service.tokens import FIRST_TOKEN_HINT, issue_token
+
+DEMO_OWNER = "demo"
 
 TF_FLOWERS_URL = (
     "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
@@ -58,7 +62,11 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
     )
     store = create_store(settings.database_url)
     migrate(store.engine)
-    store.dispose()
+    token = issue_token(store, DEMO_OWNER)
+    console.print(
+        f"Demo token {token.record.id} (owner {DEMO_OWNER}, revoked when the demo ends); "
+        f"{FIRST_TOKEN_HINT}"
+    )
 
     logs = settings.artifacts_dir.parent / "logs"
     env = settings_env(settings)
@@ -67,8 +75,9 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
     base_url = f"http://{settings.host}:{settings.port}"
     console.print(f"API on [bold]{base_url}[/] (docs: {base_url}/docs); logs in {logs}/")
     started = time.monotonic()
+    headers = {"Authorization": f"Bearer {token.secret}"}
     try:
-        with httpx.Client(base_url=base_url, timeout=30) as client:
+        with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
             wait_until(lambda: _healthy(client, api), 60, "the API to start")
             body = {
                 "dataset": {"path": str(data_dir), "image_size": image_size},
@@ -88,6 +97,8 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
     finally:
         stop_process(worker)
         stop_process(api)
+        store.revoke_token(token.record.id)
+        store.dispose()
 
 
 def _healthy(client: httpx.Client, api: object) -> bool:
@@ -139,9 +150,11 @@ def _report(
     models = client.get(f"/v1/searches/{search['id']}/models").json()["models"]
     best = models[0]
     files = SearchArtifacts(settings.artifacts_dir, search["id"]).model(best["rank"])
+    download = best["links"].get("savedmodel", best["links"]["keras"])
     console.print(
         f"Best model: trial {best['trial_id']}, {search['spec']['objective']} "
         f"{format_score(best['score'])}, {best['params']:,} parameters.\n"
         f"  SavedModel: {files.savedmodel_dir.resolve()}\n"
-        f"  Download:   {client.base_url}{best['links'].get('savedmodel', best['links']['keras'])}"
+        f"  Download:   {client.base_url}{download}\n"
+        f"              (with a token of owner {DEMO_OWNER}: nas token create --owner {DEMO_OWNER})"
     )

@@ -63,6 +63,26 @@ class Settings(BaseSettings):
         "training step and one evaluation step instead of two of each.",
     )
 
+    # Limits on what one token may ask of the service (see README, "Security").
+    limit_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request body accepted (413 past it)."
+    )
+    limit_max_trials: int = Field(
+        default=100, ge=1, description="Most trials one search may plan (hyperband included)."
+    )
+    limit_epochs: int = Field(default=100, ge=1, description="Most epochs per trial.")
+    limit_image_size: int = Field(default=384, ge=16, description="Largest image side, px.")
+    limit_batch_size: int = Field(default=512, ge=1, description="Largest batch size.")
+    limit_queued_per_owner: int = Field(
+        default=10, ge=1, description="Queued searches one owner may have (429 past it)."
+    )
+    rate_limit_per_minute: float = Field(
+        default=600.0, gt=0, description="Requests per minute one token may make, on average."
+    )
+    rate_limit_burst: int = Field(
+        default=120, ge=1, description="Requests one token may make at once before throttling."
+    )
+
     @field_validator("data_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:

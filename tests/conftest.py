@@ -15,7 +15,9 @@ from sqlalchemy.engine import make_url
 from service.api import create_app
 from service.settings import Settings
 from service.store import Store, create_store, migrate
+from service.tokens import issue_token
 from tests.flowers import copy_flowers_slice
+from tests.owners import OWNER, ClientFactory, bearer
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "NAS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -96,6 +98,23 @@ def settings(tmp_path: Path, database_url: str, data_root: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings, store: Store) -> Iterator[TestClient]:
-    """The API in-process, on the same store the test inspects."""
-    with TestClient(create_app(settings, store)) as test_client:
+    """The API in-process, on the same store the test inspects, with a token of ``OWNER``."""
+    token = issue_token(store, OWNER).secret
+    with TestClient(create_app(settings, store), headers=bearer(token)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def client_as(client: TestClient, store: Store) -> Iterator[ClientFactory]:
+    """``client_as(owner, admin=False)``: a client of the same app with a new token of
+    ``owner``; ``client_as(None)`` sends no token."""
+    made: list[TestClient] = []
+
+    def make(owner: str | None, *, admin: bool = False) -> TestClient:
+        headers = {} if owner is None else bearer(issue_token(store, owner, admin=admin).secret)
+        made.append(TestClient(client.app, headers=headers))
+        return made[-1]
+
+    yield make
+    for other in made:
+        other.close()

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
+from service.launcher import NAS, free_port, settings_env, start_nas, stop_process, wait_until
 from service.settings import Settings
+from tests.owners import bearer
+
+
+def cli_token(settings: Settings, owner: str, *, admin: bool = False) -> str:
+    """A token made the way an operator makes one: ``nas token create``."""
+    created = subprocess.run(
+        [NAS, "token", "create", "--owner", owner, *(["--admin"] if admin else [])],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
 
 
 @contextmanager
-def live_api(settings: Settings, logs: Path) -> Iterator[httpx.Client]:
-    """``nas serve`` on real HTTP; yields a client on its base URL."""
+def live_api(settings: Settings, logs: Path, token: str) -> Iterator[httpx.Client]:
+    """``nas serve`` on real HTTP; yields a client on its base URL that presents ``token``."""
     port = free_port()
     process = start_nas(["serve", "--port", str(port)], settings_env(settings), logs / "api.log")
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=bearer(token))
 
     def healthy() -> bool:
         if process.poll() is not None:

@@ -15,6 +15,7 @@ from httpx import Response
 
 from service.specs import hyperband_trials
 from service.store import Lease, SearchStatus, Store, TrialStatus
+from tests.owners import ClientFactory
 
 Body = dict[str, Any]
 Loc = tuple[str | int, ...]
@@ -264,7 +265,7 @@ def test_bad_submission_names_the_field(
 
     assert locs == [loc]
     assert client.get("/v1/searches").json()["total"] == 0
-    assert store.list_searches(limit=10, offset=0).total == 0
+    assert store.list_searches(limit=10, offset=0, owner=None).total == 0
 
 
 def test_outside_paths_get_one_answer_whether_or_not_they_exist(
@@ -295,7 +296,7 @@ def test_links_inside_the_dataset_may_not_leave_the_root(
     locs, _ = rejection(client, with_dataset(folders, dataset))
 
     assert locs == [("body", "dataset", "path")]
-    assert store.list_searches(limit=10, offset=0).total == 0
+    assert store.list_searches(limit=10, offset=0, owner=None).total == 0
 
 
 def test_only_valid_submissions_reach_the_queue(
@@ -544,12 +545,13 @@ def test_openapi_lists_the_search_paths(client: TestClient) -> None:
     assert set(paths["/v1/searches"]) == {"get", "post"}
 
 
-def test_workers_lists_registered_workers(client: TestClient, store: Store) -> None:
-    assert client.get("/v1/workers").json() == {"items": []}
+def test_workers_lists_registered_workers(client_as: ClientFactory, store: Store) -> None:
+    admin = client_as("ops", admin=True)
+    assert admin.get("/v1/workers").json() == {"items": []}
 
     store.register_worker("worker-1", hostname="gpu-box", pid=4242, backend="jax")
 
-    (worker,) = client.get("/v1/workers").json()["items"]
+    (worker,) = admin.get("/v1/workers").json()["items"]
     assert (worker["id"], worker["hostname"], worker["pid"]) == ("worker-1", "gpu-box", 4242)
     assert (worker["backend"], worker["stopped_at"]) == ("jax", None)
 

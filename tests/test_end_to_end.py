@@ -16,7 +16,8 @@ from service.launcher import settings_env, start_nas, stop_process
 from service.settings import Settings
 from service.store import Store
 from tests.flowers import FLOWERS, copy_flowers_slice
-from tests.live import live_api, wait_for_status
+from tests.live import cli_token, live_api, wait_for_status
+from tests.owners import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,9 @@ def test_search_end_to_end(settings: Settings, store: Store, tmp_path: Path) -> 
     doomed = copy_flowers_slice(root / "e2e-doomed", per_class=3, classes=2)
     logs = tmp_path / "logs"
     logs.mkdir()
-    with live_api(settings, logs) as api:
+    token, other_token = cli_token(settings, "e2e"), cli_token(settings, "someone-else")
+    with live_api(settings, logs, token) as api:
+        assert api.get("/v1/searches", headers={"Authorization": ""}).status_code == 401
         failing = api.post(
             "/v1/searches",
             json={
@@ -109,6 +112,13 @@ def test_search_end_to_end(settings: Settings, store: Store, tmp_path: Path) -> 
         tarball = api.get(f"/v1/searches/{search_id}/models/1/savedmodel")
         assert tarball.status_code == 200
         assert tarball.headers["content-type"] == "application/gzip"
+        for path in ("", "/leaderboard", "/models", "/models/1/keras", "/models/1/savedmodel"):
+            foreign = api.get(f"/v1/searches/{search_id}{path}", headers=bearer(other_token))
+            assert foreign.status_code == 404, path
+
+    for log in logs.iterdir():
+        for secret in (token, other_token):
+            assert secret.rsplit("_", 1)[1] not in log.read_text(), log.name
 
     export_dir = tmp_path / "download"
     with tarfile.open(fileobj=io.BytesIO(tarball.content), mode="r:gz") as archive:

@@ -22,10 +22,11 @@ from service.api import create_app
 from service.settings import Settings
 from service.store import SchemaMismatchError, Store, create_store, ensure_schema_current, migrate
 from service.store.schema import current_revision, head_revision
+from tests.owners import bearer
 
 NAS = Path(sys.executable).with_name("nas")
 CLI_TIMEOUT = 60.0
-TABLES = {"searches", "search_attempts", "trials", "exported_models", "workers"}
+TABLES = {"searches", "search_attempts", "trials", "exported_models", "workers", "tokens"}
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def test_older_schema_asks_to_migrate(bare_store: Store) -> None:
 
 def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
     migrate(bare_store.engine)
-    bare_store.create_search({"objective": "val_accuracy"}, trials_planned=1)
+    bare_store.create_search({"objective": "val_accuracy"}, trials_planned=1, owner="alice")
 
     downgrade(bare_store, "base")
 
@@ -130,8 +131,10 @@ def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
     migrate(bare_store.engine)
 
     ensure_schema_current(bare_store.engine)
-    search = bare_store.create_search({"objective": "val_loss"}, trials_planned=2).search
-    page = bare_store.list_searches(limit=10, offset=0)
+    search = bare_store.create_search(
+        {"objective": "val_loss"}, trials_planned=2, owner="alice"
+    ).search
+    page = bare_store.list_searches(limit=10, offset=0, owner=None)
     assert [item.id for item in page.items] == [search.id]
 
 
@@ -201,6 +204,10 @@ def test_cli_migrate_then_serve_and_work(database_url: str, tmp_path: Path) -> N
 
     migrated = nas(env, tmp_path, "migrate")
     assert migrated.returncode == 0, migrated.stderr
+    assert "nas token create --owner" in migrated.stdout
+    created = nas(env, tmp_path, "token", "create", "--owner", "ops", "--admin")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
     worked = nas(env, tmp_path, "worker", "--exit-when-idle")
     assert worked.returncode == 0, worked.stderr
 
@@ -218,7 +225,7 @@ def test_cli_migrate_then_serve_and_work(database_url: str, tmp_path: Path) -> N
     ):
         try:
             health = wait_healthy(server, http)
-            workers = http.get("/v1/workers").json()
+            workers = http.get("/v1/workers", headers=bearer(token)).json()
         finally:
             server.terminate()
             server.communicate(timeout=CLI_TIMEOUT)

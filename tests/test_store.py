@@ -24,7 +24,10 @@ SPEC = {"objective": "val_accuracy"}
 
 
 def queue(store: Store, count: int, spec: dict | None = None) -> list[str]:
-    return [store.create_search(spec or SPEC, trials_planned=2).search.id for _ in range(count)]
+    return [
+        store.create_search(spec or SPEC, trials_planned=2, owner="alice").search.id
+        for _ in range(count)
+    ]
 
 
 def test_claims_oldest_first_once(store: Store) -> None:
@@ -42,7 +45,7 @@ def test_claims_oldest_first_once(store: Store) -> None:
 
 def test_list_is_newest_first_and_paginated(store: Store) -> None:
     ids = queue(store, 5)
-    page = store.list_searches(limit=2, offset=1)
+    page = store.list_searches(limit=2, offset=1, owner=None)
     assert page.total == 5
     assert [search.id for search in page.items] == list(reversed(ids))[1:3]
 
@@ -224,7 +227,7 @@ def test_racing_workers_claim_each_search_exactly_once(store: Store, database_ur
     assert sum(bool(batch) for batch in per_worker) > 1, "the workers did not really race"
     assert all(
         search.status == SearchStatus.RUNNING
-        for search in store.list_searches(limit=100, offset=0).items
+        for search in store.list_searches(limit=100, offset=0, owner=None).items
     )
 
 
@@ -273,11 +276,11 @@ def test_epoch_writes_are_idempotent(store: Store) -> None:
 
 
 def test_idempotent_create(store: Store) -> None:
-    first = store.create_search(SPEC, 2, idempotency_key="k1", request_hash="h1")
-    again = store.create_search(SPEC, 2, idempotency_key="k1", request_hash="h1")
+    first = store.create_search(SPEC, 2, owner="alice", idempotency_key="k1", request_hash="h1")
+    again = store.create_search(SPEC, 2, owner="alice", idempotency_key="k1", request_hash="h1")
     assert first.created and not again.created and again.search.id == first.search.id
     with pytest.raises(IdempotencyConflictError):
-        store.create_search(SPEC, 2, idempotency_key="k1", request_hash="h2")
-    other = store.create_search(SPEC, 2, idempotency_key="k2", request_hash="h1")
+        store.create_search(SPEC, 2, owner="alice", idempotency_key="k1", request_hash="h2")
+    other = store.create_search(SPEC, 2, owner="alice", idempotency_key="k2", request_hash="h1")
     assert other.created and other.search.id != first.search.id
-    assert store.list_searches(limit=10, offset=0).total == 2
+    assert store.list_searches(limit=10, offset=0, owner=None).total == 2

@@ -7,13 +7,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service.api.auth import authenticate
+from service.api.body_limit import BodySizeLimit
+from service.api.rate_limit import RateLimiter
 from service.api.routes import health, models, searches, workers
+from service.api.schemas import error_responses
 from service.settings import Settings, get_settings
 from service.store import Store, create_store, ensure_schema_current
+from service.tokens import FIRST_TOKEN_HINT, has_active_token
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if not has_active_token(store):
+            log.warning("no API token can open /v1 yet; %s", FIRST_TOKEN_HINT)
         reaper = asyncio.create_task(requeue_expired_forever(store, settings))
         yield
         reaper.cancel()
@@ -53,8 +60,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.state.settings = settings
     app.state.store = store
-    for module in (health, searches, models, workers):
-        app.include_router(module.router)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limit_body_bytes)
+    app.include_router(health.router)
+    # Every /v1 router needs a token, whether or not its routes ask who the caller is.
+    for module in (searches, models, workers):
+        app.include_router(
+            module.router,
+            dependencies=[Depends(authenticate)],
+            responses=error_responses(401, 429),
+        )
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
 
+from service.api.auth import CallerDep
 from service.settings import Settings
 from service.store import SearchRecord, Store
 
@@ -23,9 +24,11 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SearchId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The search's id.")]
 
 
-def get_search(search_id: SearchId, store: StoreDep) -> SearchRecord:
+def get_search(search_id: SearchId, store: StoreDep, caller: CallerDep) -> SearchRecord:
+    """The search, if the caller may see it; another owner's search is as absent as a
+    missing one (404, same body), so ids cannot be probed."""
     search = store.get_search(search_id)
-    if search is None:
+    if search is None or not caller.may_see(search.owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no search {search_id}")
     return search
 

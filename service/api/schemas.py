@@ -20,8 +20,12 @@ class ErrorOut(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route may answer with."""
     reasons = {
+        401: "Missing, unknown or revoked bearer token",
+        403: "The token may not do this",
         404: "No such search (or model)",
         409: "Conflicts with the search's state or an earlier request",
+        413: "The request body is too large",
+        429: "Too many queued searches, or too many requests",
         503: "The database is unavailable; retry shortly",
     }
     return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
@@ -76,6 +80,7 @@ class SearchOut(BaseModel):
     """A search and its progress."""
 
     id: str
+    owner: str
     status: str
     spec: SearchSpec
     trials_planned: int
@@ -96,6 +101,7 @@ class SearchOut(BaseModel):
     def of(cls, search: SearchRecord) -> SearchOut:
         return cls(
             id=search.id,
+            owner=search.owner,
             status=search.status.value,
             spec=SearchSpec.model_validate(search.spec),
             trials_planned=search.trials_planned,

@@ -75,6 +75,7 @@ class SearchRecord:
     """A search job and how far it got."""
 
     id: str
+    owner: str
     status: SearchStatus
     spec: dict[str, Any]
     trials_planned: int
@@ -128,3 +129,20 @@ class WorkerRecord:
     heartbeat_at: datetime
     stopped_at: datetime | None
     current_search_id: str | None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as the store keeps it: who it speaks for, never its secret or hash."""
+
+    id: str
+    owner: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """Whether the token still opens the API."""
+        return self.revoked_at is None

@@ -7,6 +7,7 @@ Callers pass ids and get frozen records back. Each public method is one transact
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import time
 import uuid
@@ -29,11 +30,19 @@ from service.store.records import (
     Lease,
     SearchRecord,
     SearchStatus,
+    TokenRecord,
     TrialRecord,
     TrialStatus,
     WorkerRecord,
 )
-from service.store.tables import AttemptRow, ModelRow, SearchRow, TrialRow, WorkerRow
+from service.store.tables import (
+    AttemptRow,
+    ModelRow,
+    SearchRow,
+    TokenRow,
+    TrialRow,
+    WorkerRow,
+)
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -76,6 +85,15 @@ def retried(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[
                 delay = min(delay * 2, 5.0)
 
     return wrapper
+
+
+class QueueFullError(RuntimeError):
+    """The owner already has as many queued searches as allowed."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        super().__init__(f"{owner} already has {limit} queued searches")
+        self.owner = owner
+        self.limit = limit
 
 
 def utcnow() -> datetime:
@@ -140,17 +158,25 @@ class Store:
         spec: dict[str, Any],
         trials_planned: int,
         *,
+        owner: str,
+        max_queued: int | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
     ) -> Submission:
-        """Queue a new search; with an idempotency key, a repeat of the same request returns
-        the search it created (a different request raises IdempotencyConflictError)."""
+        """Queue a new search of ``owner``; with an idempotency key, a repeat of the same
+        request returns the search it created.
+
+        Raises:
+            QueueFullError: ``owner`` already has ``max_queued`` queued searches.
+            IdempotencyConflictError: the key was used with a different request.
+        """
         if idempotency_key is not None and (
             earlier := self.find_submission(idempotency_key, request_hash)
         ):
             return earlier
         row = SearchRow(
             id=uuid.uuid4().hex,
+            owner=owner,
             status=SearchStatus.QUEUED.value,
             spec=spec,
             trials_planned=trials_planned,
@@ -162,14 +188,17 @@ class Store:
         )
         try:
             with self._transaction(write=True) as session:
+                if max_queued is not None and _queued_count(session, owner) >= max_queued:
+                    raise QueueFullError(owner, max_queued)
                 session.add(row)
                 session.flush()
                 return Submission(search=_search_record(row, [], []), created=True)
         except IntegrityError:
             # Another request with the same key won the race.
-            if idempotency_key is None or not (
-                earlier := self._by_key(idempotency_key, request_hash)
-            ):
+            earlier = (
+                self.find_submission(idempotency_key, request_hash) if idempotency_key else None
+            )
+            if earlier is None:
                 raise
             return earlier
 
@@ -204,12 +233,14 @@ class Store:
             )
 
     @retried
-    def list_searches(self, *, limit: int, offset: int) -> SearchPage:
-        """Searches newest first."""
+    def list_searches(self, *, limit: int, offset: int, owner: str | None) -> SearchPage:
+        """Searches of ``owner`` (of everyone when None), newest first."""
+        mine = () if owner is None else (SearchRow.owner == owner,)
         with self._transaction() as session:
-            total = session.scalar(select(func.count()).select_from(SearchRow)) or 0
+            total = session.scalar(select(func.count()).select_from(SearchRow).where(*mine)) or 0
             rows = session.scalars(
                 select(SearchRow)
+                .where(*mine)
                 .order_by(SearchRow.created_at.desc(), SearchRow.id.desc())
                 .limit(limit)
                 .offset(offset)
@@ -538,6 +569,59 @@ class Store:
                 for row in rows
             ]
 
+    # Tokens ---------------------------------------------------------------------------
+
+    @retried
+    def create_token(
+        self, *, token_id: str, owner: str, token_hash: str, admin: bool
+    ) -> TokenRecord:
+        """Keep a new token; only the hash of its secret is stored."""
+        row = TokenRow(id=token_id, owner=owner, hash=token_hash, admin=admin, created_at=utcnow())
+        with self._transaction(write=True) as session:
+            session.add(row)
+            session.flush()
+            return _token_record(row)
+
+    @retried
+    def get_active_token(self, token_id: str, token_hash: str) -> TokenRecord | None:
+        """The unrevoked token ``token_id`` if ``token_hash`` is its hash, else None.
+
+        The hashes are compared in constant time.
+        """
+        with self._transaction() as session:
+            row = session.get(TokenRow, token_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            if not hmac.compare_digest(row.hash, token_hash):
+                return None
+            return _token_record(row)
+
+    @retried
+    def touch_token(self, token_id: str) -> None:
+        """Note that the token was just used."""
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=utcnow())
+            )
+
+    @retried
+    def revoke_token(self, token_id: str) -> TokenRecord | None:
+        """Revoke a token (again is a no-op); None when there is no such token."""
+        with self._transaction(write=True) as session:
+            row = session.get(TokenRow, token_id)
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _token_record(row)
+
+    @retried
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+        with self._transaction() as session:
+            rows = session.scalars(select(TokenRow).order_by(TokenRow.created_at, TokenRow.id))
+            return [_token_record(row) for row in rows]
+
 
 def create_store(database_url: str, *, retry_seconds: float = 0.0) -> Store:
     """A store on a new engine for ``database_url``; ``retry_seconds`` rides out outages."""
@@ -566,6 +650,27 @@ def _check_fence(session: Session, lease: Lease) -> bool:
     if cancel_requested is None:
         raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
     return bool(cancel_requested)
+
+
+def _queued_count(session: Session, owner: str) -> int:
+    # On PostgreSQL, locking the owner's token rows serializes that owner's submissions, so
+    # two at once cannot both see room for one more; SQLite writers are serialized already.
+    session.execute(select(TokenRow.id).where(TokenRow.owner == owner).with_for_update())
+    queued = select(func.count()).where(
+        SearchRow.owner == owner, SearchRow.status == SearchStatus.QUEUED.value
+    )
+    return session.scalar(queued) or 0
+
+
+def _token_record(row: TokenRow) -> TokenRecord:
+    return TokenRecord(
+        id=row.id,
+        owner=row.owner,
+        admin=row.admin,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
 
 
 def _trial_row(session: Session, search_id: str, trial_id: str) -> TrialRow:
@@ -653,6 +758,7 @@ def _search_record(
     done = sum(trial.status in {TrialStatus.COMPLETED, TrialStatus.FAILED} for trial in trials)
     return SearchRecord(
         id=row.id,
+        owner=row.owner,
         status=SearchStatus(row.status),
         spec=dict(row.spec),
         trials_planned=row.trials_planned,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
+from service.api.auth import CallerDep
 from service.api.deps import SearchDep, SettingsDep, StoreDep
 from service.api.schemas import (
     Leaderboard,
@@ -15,8 +16,9 @@ from service.api.schemas import (
     TrialOut,
     error_responses,
 )
+from service.caps import check_caps
 from service.specs import SearchSpec
-from service.store import IdempotencyConflictError, SearchStatus
+from service.store import IdempotencyConflictError, QueueFullError, SearchStatus
 from service.store.ranking import leaderboard
 from service.submission import check_submission
 
@@ -26,12 +28,13 @@ router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_res
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409),
+    responses=error_responses(409, 429),
 )
 def submit_search(
     spec: SearchSpec,
     store: StoreDep,
     settings: SettingsDep,
+    caller: CallerDep,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -42,21 +45,37 @@ def submit_search(
         ),
     ] = None,
 ) -> SearchOut:
-    """Queue an architecture search; malformed specs and unusable datasets get a 422."""
+    """Queue an architecture search of the caller; malformed specs, unusable datasets and
+    budgets over the service's caps get a 422, a full queue of the caller's a 429."""
     request_hash = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    # Keys are the caller's own: the same key from another owner is another request.
+    key = (
+        hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
+        if idempotency_key
+        else None
+    )
     try:
-        if idempotency_key and (earlier := store.find_submission(idempotency_key, request_hash)):
+        if key and (earlier := store.find_submission(key, request_hash)):
             response.headers["Idempotent-Replayed"] = "true"
             return SearchOut.of(earlier.search)
+        check_caps(spec, settings)
         checked = check_submission(spec, settings.resolved_data_roots())
         submission = store.create_search(
             checked.model_dump(mode="json"),
             trials_planned=checked.tuner.planned_trials(),
-            idempotency_key=idempotency_key,
+            owner=caller.owner,
+            max_queued=settings.limit_queued_per_owner,
+            idempotency_key=key,
             request_hash=request_hash,
         )
     except IdempotencyConflictError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    except QueueFullError as full:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"{full.owner} already has {full.limit} queued searches, the most allowed "
+            "(NAS_LIMIT_QUEUED_PER_OWNER); wait for one to start or cancel one",
+        ) from None
     if not submission.created:
         response.headers["Idempotent-Replayed"] = "true"
     return SearchOut.of(submission.search)
@@ -65,11 +84,13 @@ def submit_search(
 @router.get("")
 def list_searches(
     store: StoreDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> SearchList:
-    """Searches, newest first."""
-    page = store.list_searches(limit=limit, offset=offset)
+    """The caller's searches (everyone's for an admin), newest first."""
+    owner = None if caller.admin else caller.owner
+    page = store.list_searches(limit=limit, offset=offset, owner=owner)
     return SearchList(
         items=[SearchOut.of(search) for search in page.items],
         total=page.total,

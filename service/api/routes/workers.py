@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from service.api.auth import require_admin
 from service.api.deps import StoreDep
 from service.api.schemas import error_responses
 
-router = APIRouter(prefix="/v1/workers", tags=["workers"], responses=error_responses(503))
+router = APIRouter(
+    prefix="/v1/workers",
+    tags=["workers"],
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(404, 503),
+)
 
 
 class WorkerOut(BaseModel):
@@ -26,5 +32,5 @@ class WorkerOut(BaseModel):
 
 @router.get("")
 def list_workers(store: StoreDep) -> dict[str, list[WorkerOut]]:
-    """Every worker that registered, newest first, with its last heartbeat."""
+    """Every worker that registered, newest first, with its last heartbeat (admin only)."""
     return {"items": [WorkerOut(**vars(worker)) for worker in store.list_workers()]}
