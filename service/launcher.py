@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from service.settings import Settings
 
-_NAS_SCRIPT = Path(sys.executable).with_name("nas")
+NAS = str(Path(sys.executable).with_name("nas"))
 # Without the installed script (the project on PYTHONPATH only), the same app runs as a module.
-NAS = [str(_NAS_SCRIPT)] if _NAS_SCRIPT.exists() else [sys.executable, "-m", "service"]
+NAS_COMMAND = [NAS] if Path(NAS).exists() else [sys.executable, "-m", "service"]
 T = TypeVar("T")
 
 
@@ -49,7 +49,9 @@ def start_nas(args: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
     """Start ``nas ARGS`` with its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
-        return subprocess.Popen([*NAS, *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [*NAS_COMMAND, *args], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:

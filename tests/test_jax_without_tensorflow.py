@@ -24,7 +24,7 @@ from service.launcher import settings_env, stop_process
 from service.settings import Settings
 from service.store import create_store, migrate
 from tests.flowers import copy_flowers_slice
-from tests.live import live_api, wait_for_status
+from tests.live import cli_token, live_api, wait_for_status
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ def test_jax_worker_without_tensorflow(jax_python: Path, data_root: Path, tmp_pa
     store.dispose()
     logs = tmp_path / "logs"
     logs.mkdir()
-    with live_api(settings, logs) as api:
+    with live_api(settings, logs, cli_token(settings, "jax-user")) as api:
         submitted = api.post(
             "/v1/searches",
             json={
