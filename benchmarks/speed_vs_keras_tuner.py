@@ -141,16 +141,22 @@ def _compare(args: argparse.Namespace, workdir: Path) -> int:
     results = [_run_plain(setup, workdir)]
     print(f"plain KerasTuner: {results[0].wall_seconds:.1f} s", flush=True)
     for parallel in args.parallel_trials:
+        # Written after each run, so that a run cut short still leaves what it measured.
+        _write_json(args.json, setup, results)
         result = _run_service(setup, workdir, parallel, args.precision)
         print(f"{result.name}: {result.wall_seconds:.1f} s", flush=True)
         results.append(result)
+    _write_json(args.json, setup, results)
     print()
     print(format_table(results, setup))
-    if args.json:
-        args.json.write_text(
+    return 0 if all(result.trials == args.trials for result in results) else 1
+
+
+def _write_json(path: Path | None, setup: dict[str, Any], results: list[RunResult]) -> None:
+    if path is not None:
+        path.write_text(
             json.dumps({"setup": setup, "results": [asdict(r) for r in results]}, indent=2)
         )
-    return 0 if all(result.trials == args.trials for result in results) else 1
 
 
 def _space(image_size: int) -> dict[str, int]:
