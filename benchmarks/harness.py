@@ -14,6 +14,7 @@ import httpx
 from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
 from service.settings import Settings
 from service.store import create_store, migrate
+from service.tokens import issue_token
 
 FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "flowers"
 
@@ -63,11 +64,17 @@ def running_service(data_dir: Path, **overrides: object) -> Iterator[Service]:
         )
         store = create_store(settings.database_url)
         migrate(store.engine)
+        # An admin token: benchmarks also watch /v1/workers.
+        token = issue_token(store, "benchmark", admin=True).secret
         store.dispose()
         api = start_nas(
             ["serve", "--port", str(settings.port)], settings_env(settings), folder / "api.log"
         )
-        client = httpx.Client(base_url=f"http://127.0.0.1:{settings.port}", timeout=60)
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{settings.port}",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         service = Service(settings=settings, client=client, folder=folder, processes=[api])
         try:
             wait_until(lambda: _healthy(client), 60, "the API")

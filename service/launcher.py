@@ -15,6 +15,8 @@ from typing import TypeVar
 from service.settings import Settings
 
 NAS = str(Path(sys.executable).with_name("nas"))
+# Without the installed script (the project on PYTHONPATH only), the same app runs as a module.
+NAS_COMMAND = [NAS] if Path(NAS).exists() else [sys.executable, "-m", "service"]
 T = TypeVar("T")
 
 
@@ -36,6 +38,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "NAS_LEASE_SECONDS": str(settings.lease_seconds),
         "NAS_POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
         "NAS_BACKEND": settings.backend,
+        "NAS_PARALLEL_TRIALS": str(settings.parallel_trials),
+        "NAS_FULL_BATCHES": str(settings.full_batches).lower(),
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
@@ -45,7 +49,9 @@ def start_nas(args: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
     """Start ``nas ARGS`` with its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
-        return subprocess.Popen([NAS, *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [*NAS_COMMAND, *args], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:

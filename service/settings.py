@@ -49,6 +49,19 @@ class Settings(BaseSettings):
         default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"),
         description="Keras backend the worker trains with: tensorflow or jax.",
     )
+    parallel_trials: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Trials a worker trains at once, each in its own process sharing the "
+        "search's oracle: while one trial compiles, others train on the same device.",
+    )
+    full_batches: bool = Field(
+        default=True,
+        description="Train on full batches only (the last one topped up with images of the "
+        "training set) and validate in one batch where it fits: each trial then compiles one "
+        "training step and one evaluation step instead of two of each.",
+    )
 
     # Limits on what one token may ask of the service (see README, "Security").
     limit_body_bytes: int = Field(

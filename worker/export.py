@@ -105,12 +105,14 @@ def write_savedmodel(
 
     names = list(class_names)
     image = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image")
+    archive = keras.export.ExportArchive()
+    # The model's endpoint is traced by the backend (through jax2tf on JAX); the class names
+    # are TensorFlow strings, so ``classify`` is a TensorFlow function around it.
+    serve = archive.track_and_add_endpoint("serve", model, input_signature=[image])
 
-    def serve(images: tf.Tensor) -> tf.Tensor:
-        return model(images, training=False)
-
+    @tf.function(input_signature=[image])
     def classify(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = model(images, training=False)
+        probabilities = serve(images)
         index = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {
             "probabilities": probabilities,
@@ -118,10 +120,8 @@ def write_savedmodel(
             "class_name": tf.gather(tf.constant(names), index),
         }
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serve", serve, input_signature=[image])
-    archive.add_endpoint("classify", classify, input_signature=[image])
+    classify.get_concrete_function()
+    archive.add_endpoint("classify", classify)
     archive.write_out(str(directory), verbose=False)
     extra = directory / "assets.extra"
     extra.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ import traceback
 
 from service.settings import Settings
 from service.store import Lease, LeaseLostError, SearchStatus, create_store
+from worker.hardware import backend_environment
 from worker.signals import Interruptions, die_with_parent
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,9 @@ def search_process_main(settings: Settings, lease: Lease, parent_pid: int) -> No
     die_with_parent(parent_pid)
     interruptions = Interruptions()
     os.nice(settings.search_niceness)
-    os.environ["KERAS_BACKEND"] = settings.backend
+    os.environ.update(
+        backend_environment(settings.backend, settings.cache_dir, settings.parallel_trials)
+    )
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s search {lease.search_id[:8]} %(levelname)s %(name)s: %(message)s",

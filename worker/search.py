@@ -3,38 +3,82 @@ process whose ``KERAS_BACKEND`` is already set."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
+import keras_tuner
+import numpy as np
 
 from search_spaces import build_hypermodel
 from service.artifacts import SearchArtifacts
 from service.settings import Settings
 from service.specs import SearchSpec
 from service.store import Lease, LeaseLostError, SearchStatus, Store
-from worker.datasets import load_images, scan_folder, stratified_split
+from worker.batching import full_batches, validation_batch_size
+from worker.datasets import ImageSet, load_images, scan_folder, stratified_split
 from worker.export import export_best_models
-from worker.hardware import choose_precision, select_placement
+from worker.hardware import Placement, choose_precision, select_placement
 from worker.journal import TrialJournal
+from worker.parallel import trial_processes
 from worker.signals import Interruptions
 from worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted, build_tuner
 
 log = logging.getLogger(__name__)
 
 
-def run_search(
-    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
-) -> bool:
-    """Load the data, tune, export the best models and close the search.
+@dataclass(frozen=True)
+class SearchSetup:
+    """Everything a process needs to run trials of a search: data, placement, tuner."""
 
-    Returns False when SIGTERM interrupted it before the end (and nobody cancelled it):
-    the search is left as it is, for the worker to give back to the queue.
-    """
+    spec: SearchSpec
+    placement: Placement
+    precision: str
+    images: ImageSet
+    train: np.ndarray
+    validation: np.ndarray
+    artifacts: SearchArtifacts
+    journal: TrialJournal
+    tuner: keras_tuner.Tuner
+    full_batches: bool
+
+    def fit_arguments(self) -> dict[str, Any]:
+        """What ``tuner.search`` passes on to ``model.fit``."""
+        images, labels = self.images.images, self.images.labels
+        batch_size = self.spec.tuner.batch_size
+        train, validation_batch = self.train, batch_size
+        if self.full_batches:
+            train = full_batches(train, batch_size, self.spec.dataset.seed)
+            validation_batch = validation_batch_size(
+                len(self.validation), self.spec.dataset.image_size, batch_size
+            )
+        return {
+            "x": images[train],
+            "y": labels[train],
+            "validation_data": (images[self.validation], labels[self.validation]),
+            "epochs": self.spec.tuner.epochs,
+            "batch_size": batch_size,
+            "validation_batch_size": validation_batch,
+            "verbose": 0,
+        }
+
+
+def search_spec(store: Store, lease: Lease) -> SearchSpec:
+    """The spec of the leased search."""
     search = store.get_search(lease.search_id)
     assert search is not None, f"search {lease.search_id} vanished"
-    spec = SearchSpec.model_validate(search.spec)
+    return SearchSpec.model_validate(search.spec)
 
+
+def prepare_search(
+    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
+) -> SearchSetup:
+    """Load the search's data and build its tuner on this process's devices: the search
+    process does, and so does each trial process of a search with several trials in flight."""
+    spec = search_spec(store, lease)
     placement = select_placement(settings.backend)
     precision = choose_precision(spec.tuner.precision, placement.accelerator)
     keras.mixed_precision.set_global_policy(precision)
@@ -44,30 +88,6 @@ def run_search(
     train, validation = stratified_split(
         images.labels, spec.dataset.validation_split, spec.dataset.seed
     )
-    store.record_run_context(
-        lease,
-        accelerator=placement.accelerator.as_dict(),
-        precision=precision,
-        dataset_info={
-            "class_names": list(images.class_names),
-            "images": len(images.labels),
-            "train_images": len(train),
-            "validation_images": len(validation),
-            "skipped_images": len(images.skipped),
-            "skipped_files": list(images.skipped[:20]),
-            "from_cache": images.from_cache,
-        },
-    )
-    log.info(
-        "training on %s (%s, %d replicas) in %s: %d train / %d validation images",
-        placement.accelerator.platform,
-        placement.accelerator.strategy,
-        placement.accelerator.replicas,
-        precision,
-        len(train),
-        len(validation),
-    )
-
     artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
     journal = TrialJournal(store, lease, spec.objective)
     hypermodel = build_hypermodel(spec.space, spec.dataset.image_size, len(images.class_names))
@@ -80,34 +100,58 @@ def run_search(
         tf_strategy=placement.tf_strategy,
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
     )
-    outcome = SearchStatus.SUCCEEDED
-    try:
-        tuner.search(
-            images.images[train],
-            images.labels[train],
-            validation_data=(images.images[validation], images.labels[validation]),
-            epochs=spec.tuner.epochs,
-            batch_size=spec.tuner.batch_size,
-            verbose=0,
-        )
-    except SearchCancelled:
-        outcome = SearchStatus.CANCELLED
-    except LeaseLost as lost:
-        raise LeaseLostError(str(lost)) from lost
-    except SearchInterrupted:
-        if not store.is_cancel_requested(lease.search_id):
-            log.info("interrupted; the search goes back to the queue and resumes later")
-            return False
-        outcome = SearchStatus.CANCELLED
+    return SearchSetup(
+        spec,
+        placement,
+        precision,
+        images,
+        train,
+        validation,
+        artifacts,
+        journal,
+        tuner,
+        full_batches=settings.full_batches,
+    )
+
+
+def run_search(
+    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
+) -> bool:
+    """Load the data, tune, export the best models and close the search.
+
+    Returns False when SIGTERM interrupted it before the end (and nobody cancelled it):
+    the search is left as it is, for the worker to give back to the queue.
+    """
+    in_flight = min(settings.parallel_trials, search_spec(store, lease).tuner.planned_trials())
+    crew = trial_processes(settings, lease, in_flight, interruptions) if in_flight > 1 else None
+    with crew or contextlib.nullcontext() as trials:
+        setup = prepare_search(store, settings, lease, interruptions)
+        _record_run_context(store, lease, setup, in_flight)
+        outcome = SearchStatus.SUCCEEDED
+        try:
+            if trials is not None:
+                trials.serve(setup.tuner.oracle)
+            else:
+                setup.tuner.search(**setup.fit_arguments())
+        except SearchCancelled:
+            outcome = SearchStatus.CANCELLED
+        except LeaseLost as lost:
+            raise LeaseLostError(str(lost)) from lost
+        except SearchInterrupted:
+            if not store.is_cancel_requested(lease.search_id):
+                log.info("interrupted; the search goes back to the queue and resumes later")
+                return False
+            outcome = SearchStatus.CANCELLED
     if outcome == SearchStatus.CANCELLED:
         log.info("cancelled by the user; exporting the best finished trials")
 
-    journal.ensure_held()
+    setup.journal.ensure_held()
+    spec = setup.spec
     models = export_best_models(
-        tuner,
+        setup.tuner,
         top_k=spec.export_top_k,
-        artifacts=artifacts,
-        class_names=images.class_names,
+        artifacts=setup.artifacts,
+        class_names=setup.images.class_names,
         image_size=spec.dataset.image_size,
     )
     store.record_models(lease, models)
@@ -116,3 +160,40 @@ def run_search(
     else:
         store.finish_search(lease, outcome)
     return True
+
+
+def _record_run_context(store: Store, lease: Lease, setup: SearchSetup, in_flight: int) -> None:
+    placement, images = setup.placement, setup.images
+    store.record_run_context(
+        lease,
+        accelerator=placement.accelerator.as_dict(),
+        precision=setup.precision,
+        dataset_info={
+            "class_names": list(images.class_names),
+            "images": len(images.labels),
+            "train_images": len(setup.train),
+            "validation_images": len(setup.validation),
+            "skipped_images": len(images.skipped),
+            "skipped_files": list(images.skipped[:20]),
+            "from_cache": images.from_cache,
+        },
+    )
+    log.info(
+        "training on %s (%s, %d replicas) in %s, %d trial(s) at a time: "
+        "%d train / %d validation images",
+        placement.accelerator.platform,
+        placement.accelerator.strategy,
+        placement.accelerator.replicas,
+        setup.precision,
+        in_flight,
+        len(setup.train),
+        len(setup.validation),
+    )
+
+
+def run_trials(
+    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
+) -> None:
+    """The body of one trial process: ask the search's oracle for trials until it has none."""
+    setup = prepare_search(store, settings, lease, interruptions)
+    setup.tuner.search(**setup.fit_arguments())

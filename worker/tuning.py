@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ class EpochReporter(keras.callbacks.Callback):
         self._journal = journal
         self._trial_id = trial_id
         self._interruptions = interruptions
+        self._epoch_started = time.perf_counter()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
         # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
@@ -57,9 +60,18 @@ class EpochReporter(keras.callbacks.Callback):
 
     on_test_batch_begin = on_train_batch_begin
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_started = time.perf_counter()
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.perf_counter() - self._epoch_started
         try:
-            self._journal.epoch_ended(self._trial_id, epoch, logs or {}, self.model.count_params())
+            self._journal.epoch_ended(
+                self._trial_id,
+                epoch,
+                (logs or {}) | {"epoch_seconds": seconds},
+                self.model.count_params(),
+            )
         except LeaseLostError as error:
             raise LeaseLost(str(error)) from error
         if self._journal.cancel_requested:
@@ -71,6 +83,24 @@ class ReportingTuner:
 
     journal: TrialJournal
     interruptions: Interruptions
+    dtype_policy: Any
+    distribution: Any | None
+
+    def _populate_initial_space(self) -> None:
+        # A trial process (KerasTuner's distributed tuning) asks the search process's oracle,
+        # which has the whole space already: building a model per conditional scope again,
+        # compiling each weight initializer on JAX, would only delay its first trial.
+        if "KERASTUNER_ORACLE_IP" not in os.environ:
+            super()._populate_initial_space()  # type: ignore[misc]
+
+    def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        # KerasTuner clears the Keras session before each build, which also forgets the dtype
+        # policy and the distribution this process chose: each trial would train in float32
+        # on one device.
+        keras.config.set_dtype_policy(self.dtype_policy)
+        if self.distribution is not None:
+            keras.distribution.set_distribution(self.distribution)
+        return super()._build_hypermodel(hp)  # type: ignore[misc]
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)  # type: ignore[misc]
@@ -128,6 +158,8 @@ def build_tuner(
     tuner = tuner_class(**options)
     tuner.journal = journal
     tuner.interruptions = interruptions
+    tuner.dtype_policy = keras.config.dtype_policy()
+    tuner.distribution = keras.distribution.distribution()
     return tuner
 
 

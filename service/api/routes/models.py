@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from service.api.deps import SearchDep, SettingsDep, StoreDep
 from service.api.schemas import ModelList, ModelOut, error_responses
 from service.artifacts import ModelArtifacts, SearchArtifacts
+from service.store import ExportedModel
 
 router = APIRouter(
     prefix="/v1/searches/{search_id}/models",
@@ -30,13 +31,19 @@ def list_models(search: SearchDep, store: StoreDep) -> ModelList:
     )
 
 
+def _exported(search: SearchDep, store: StoreDep, rank: Rank) -> ExportedModel:
+    for model in store.list_models(search.id):
+        if model.rank == rank:
+            return model
+    raise HTTPException(
+        status.HTTP_404_NOT_FOUND, detail=f"search {search.id} has no model ranked {rank}"
+    )
+
+
 def _model_files(
     search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
 ) -> ModelArtifacts:
-    if not any(model.rank == rank for model in store.list_models(search.id)):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"search {search.id} has no model ranked {rank}"
-        )
+    _exported(search, store, rank)
     return SearchArtifacts(settings.artifacts_dir, search.id).model(rank)
 
 
@@ -66,7 +73,14 @@ def get_savedmodel(
     search: SearchDep, store: StoreDep, settings: SettingsDep, rank: Rank
 ) -> FileResponse:
     """A ``.tar.gz`` of the SavedModel directory (serving signature takes 0-255 RGB)."""
-    files = _model_files(search, store, settings, rank)
+    if "savedmodel" not in _exported(search, store, rank).formats:
+        # A worker without TensorFlow (the JAX backend alone) exports .keras files only.
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail="SavedModel export needs TensorFlow on the worker; "
+            "this model was exported as a .keras file only",
+        )
+    files = SearchArtifacts(settings.artifacts_dir, search.id).model(rank)
     return FileResponse(
         _existing(files.savedmodel_tarball, "SavedModel export"),
         media_type="application/gzip",
