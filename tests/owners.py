@@ -15,3 +15,8 @@ ClientFactory = Callable[..., TestClient]
 def bearer(token: str) -> dict[str, str]:
     """The header that presents ``token``."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def secret_part(token: str) -> str:
+    """The random part of ``nas_<id>_<secret>``; the secret itself may contain ``_``."""
+    return token.split("_", 2)[2]

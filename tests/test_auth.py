@@ -18,7 +18,7 @@ from service.settings import Settings
 from service.store import Store
 from service.tokens import issue_token
 from tests.exports import finished_search
-from tests.owners import OWNER, ClientFactory, bearer
+from tests.owners import OWNER, ClientFactory, bearer, secret_part
 
 Route = tuple[str, str]  # (method, path template)
 
@@ -272,7 +272,7 @@ def test_no_token_or_hash_reaches_the_logs(
     token = world.alice_token
     secrets = {
         token,
-        token.rsplit("_", 1)[1],
+        secret_part(token),
         hashlib.sha256(token.encode()).hexdigest(),
         wrong_secret_of(token),
     }
