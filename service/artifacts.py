@@ -26,6 +26,11 @@ class SearchArtifacts:
         """KerasTuner's project directory (oracle state, checkpoints)."""
         return self.search_dir / "tuner"
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        """TensorBoard logs, one subfolder per trial: ``tensorboard --logdir`` on it."""
+        return self.search_dir / "tensorboard"
+
     def model(self, rank: int) -> ModelArtifacts:
         """The files of the model ranked ``rank`` (from 1)."""
         return ModelArtifacts(self.search_dir / "models" / f"rank-{rank:03d}")

@@ -99,6 +99,7 @@ def prepare_search(
         interruptions,
         tf_strategy=placement.tf_strategy,
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
+        tensorboard_dir=artifacts.tensorboard_dir,
     )
     return SearchSetup(
         spec,

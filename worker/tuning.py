@@ -85,6 +85,7 @@ class ReportingTuner:
     interruptions: Interruptions
     dtype_policy: Any
     distribution: Any | None
+    tensorboard_dir: Path | None
 
     def _populate_initial_space(self) -> None:
         # A trial process (KerasTuner's distributed tuning) asks the search process's oracle,
@@ -111,6 +112,11 @@ class ReportingTuner:
             *kwargs.get("callbacks", []),
             EpochReporter(self.journal, trial.trial_id, self.interruptions),
         ]
+        if self.tensorboard_dir is not None:
+            # KerasTuner gives each trial its own folder under log_dir, with its HParams.
+            kwargs["callbacks"].append(
+                keras.callbacks.TensorBoard(log_dir=str(self.tensorboard_dir))
+            )
         return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
 
     def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
@@ -137,8 +143,10 @@ def build_tuner(
     *,
     tf_strategy: Any | None,
     overwrite: bool,
+    tensorboard_dir: Path | None,
 ) -> keras_tuner.Tuner:
-    """The tuner the spec asks for, journaling into ``journal``."""
+    """The tuner the spec asks for, journaling into ``journal``; on the TensorFlow backend
+    each trial also logs to TensorBoard under ``tensorboard_dir``."""
     base = TUNER_CLASSES[spec.tuner.algorithm]
     tuner_class = type(f"Reporting{base.__name__}", (ReportingTuner, base), {})
     direction = "max" if spec.maximize else "min"
@@ -160,6 +168,10 @@ def build_tuner(
     tuner.interruptions = interruptions
     tuner.dtype_policy = keras.config.dtype_policy()
     tuner.distribution = keras.distribution.distribution()
+    # Keras's TensorBoard callback writes through tf.summary: on another backend it would
+    # import TensorFlow into a worker that runs without it (and let it take GPU memory).
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    tuner.tensorboard_dir = tensorboard_dir if on_tensorflow else None
     return tuner
 
 
