@@ -1,5 +1,5 @@
 """The ``nas`` command: migrate the schema, serve the API, run a worker, run the demo,
-manage tokens."""
+manage tokens; and, as a client of a running service, submit and follow searches."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Annotated
 
 import typer
 
-from service import cli_tokens
+from service import cli_client, cli_tokens
 from service.settings import get_settings
 from service.store import SchemaMismatchError, create_store, ensure_schema_current, migrate
 from service.tokens import FIRST_TOKEN_HINT, has_active_token
 
 app = typer.Typer(help="Neural architecture search for Keras, as a service.", no_args_is_help=True)
 app.add_typer(cli_tokens.app, name="token")
+cli_client.register(app)
 
 
 def _logging() -> None:
