@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from service import cli_client, cli_tokens
-from service.settings import get_settings
-from service.store import SchemaMismatchError, create_store, ensure_schema_current, migrate
-from service.tokens import FIRST_TOKEN_HINT, has_active_token
 
+if TYPE_CHECKING:
+    from service.store import SchemaMismatchError
+
+# The server-side commands import the storage layer (SQLAlchemy, Alembic) when they run:
+# the client commands start in a fraction of the time without it.
 app = typer.Typer(help="Neural architecture search for Keras, as a service.", no_args_is_help=True)
 app.add_typer(cli_tokens.app, name="token")
 cli_client.register(app)
@@ -28,6 +30,10 @@ def _logging() -> None:
 @app.command("migrate")
 def migrate_command() -> None:
     """Create or upgrade the database schema (NAS_DATABASE_URL)."""
+    from service.settings import get_settings
+    from service.store import create_store, migrate
+    from service.tokens import FIRST_TOKEN_HINT, has_active_token
+
     store = create_store(get_settings().database_url)
     migrate(store.engine)
     first_token_needed = not has_active_token(store)
@@ -46,6 +52,8 @@ def serve(
     import uvicorn
 
     from service.api import create_app
+    from service.settings import get_settings
+    from service.store import SchemaMismatchError
 
     _logging()
     settings = get_settings()
@@ -62,6 +70,8 @@ def worker(
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
 ) -> None:
     """Run one worker: claim queued searches and run them, one at a time."""
+    from service.settings import get_settings
+    from service.store import SchemaMismatchError, create_store, ensure_schema_current
     from worker.loop import Worker
 
     _logging()

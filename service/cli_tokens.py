@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from service.settings import get_settings
-from service.store import SchemaMismatchError, Store, create_store, ensure_schema_current
-from service.tokens import OWNER_PATTERN, issue_token, token_id_of, valid_owner
+if TYPE_CHECKING:
+    from service.store import Store
+
+# The storage layer is imported when a command runs, so that `nas` starts quickly for the
+# client commands.
 
 app = typer.Typer(help="API tokens: each one speaks for an owner.", no_args_is_help=True)
 
 
 @contextmanager
 def _store() -> Iterator[Store]:
+    from service.settings import get_settings
+    from service.store import SchemaMismatchError, create_store, ensure_schema_current
+
     store = create_store(get_settings().database_url)
     try:
         ensure_schema_current(store.engine)
@@ -31,6 +36,8 @@ def _store() -> Iterator[Store]:
 
 
 def _owner(value: str) -> str:
+    from service.tokens import OWNER_PATTERN, valid_owner
+
     if not valid_owner(value):
         raise typer.BadParameter(f"must match {OWNER_PATTERN}")
     return value
@@ -44,6 +51,8 @@ def create(
     ] = False,
 ) -> None:
     """Create a token and print it once, alone on stdout; only its hash is stored."""
+    from service.tokens import issue_token
+
     with _store() as store:
         issued = issue_token(store, owner, admin=admin)
     kind = "admin token" if admin else "token"
@@ -79,6 +88,8 @@ def revoke(
     ],
 ) -> None:
     """Revoke a token: from now on it gets 401 everywhere."""
+    from service.tokens import token_id_of
+
     token_id = token_id_of(token) or token
     with _store() as store:
         revoked = store.revoke_token(token_id)
