@@ -142,22 +142,24 @@ def follow(client: NasClient, search_id: str, console: Console, interval: float)
     )
     search = client.search(search_id)
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("search", total=search["trials_planned"])
-        while True:
-            elapsed, remaining = elapsed_and_remaining(search)
-            progress.update(
-                task,
-                total=search["trials_planned"],
-                completed=search["trials_done"],
-                status=search["status"],
-                best=_best(search),
-                elapsed=_clock(elapsed),
-                remaining=_clock(remaining),
-            )
-            if search["status"] not in ACTIVE:
-                return search
+        task = progress.add_task("search", **_progress(search))
+        while search["status"] in ACTIVE:
             time.sleep(interval)
             search = client.search(search_id)
+            progress.update(task, **_progress(search))
+    return search
+
+
+def _progress(search: dict[str, Any]) -> dict[str, Any]:
+    elapsed, remaining = elapsed_and_remaining(search)
+    return {
+        "total": search["trials_planned"],
+        "completed": search["trials_done"],
+        "status": search["status"],
+        "best": _best(search),
+        "elapsed": _clock(elapsed),
+        "remaining": _clock(remaining),
+    }
 
 
 def watch(

@@ -39,7 +39,13 @@ def export_best_models(
 ) -> list[ExportedModel]:
     """Write the ``top_k`` best completed trials' models and describe them."""
     exported = []
-    for rank, trial in enumerate(tuner.oracle.get_best_trials(top_k), start=1):
+    # KerasTuner pads its best trials with unfinished ones when fewer than top_k completed
+    # (a search cancelled in its first trial): those have no checkpoint to export.
+    best = tuner.oracle.get_best_trials(top_k)
+    completed = [
+        trial for trial in best if trial.status == keras_tuner.engine.trial.TrialStatus.COMPLETED
+    ]
+    for rank, trial in enumerate(completed, start=1):
         with warnings.catch_warnings():
             # Checkpoints hold the weights only; the fresh optimizer is built just below.
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
