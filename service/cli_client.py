@@ -4,24 +4,28 @@ searches on a running service, over its HTTP API."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from service.client import DEFAULT_URL, ApiError, ModelFormat, NasClient
-from service.console import format_score, leaderboard_table
+from service.console import (
+    best_score,
+    clock,
+    elapsed_and_remaining,
+    follow,
+    format_score,
+    leaderboard_table,
+    moment,
+)
 
 PANEL = "Client (talks to a running service)"
-ACTIVE = {"queued", "running"}
 #: ``nas watch`` exits with this when the search ended but did not succeed.
 NOT_SUCCEEDED_EXIT = 2
 
@@ -97,71 +101,6 @@ def submit(
     typer.echo(search["id"])
 
 
-def _moment(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-:--:--"
-    whole = max(0, round(seconds))
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-def elapsed_and_remaining(search: dict[str, Any]) -> tuple[float | None, float | None]:
-    """Seconds the search has run, and an estimate of the seconds it has left (from the mean
-    time of its finished trials); None where not known yet."""
-    started = _moment(search["started_at"])
-    if started is None:
-        return None, None
-    elapsed = ((_moment(search["finished_at"]) or datetime.now(UTC)) - started).total_seconds()
-    done, planned = search["trials_done"], search["trials_planned"]
-    if search["status"] not in ACTIVE:
-        return elapsed, 0.0
-    if not done:
-        return elapsed, None
-    return elapsed, elapsed / done * max(0, planned - done)
-
-
-def _best(search: dict[str, Any]) -> str:
-    best = search["best_trial"]
-    return format_score(best["score"]) if best else "-"
-
-
-def follow(client: NasClient, search_id: str, console: Console, interval: float) -> dict[str, Any]:
-    """A live progress bar of the search until it ends; returns its last state."""
-    columns = (
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("trials · best {task.fields[best]} · {task.fields[elapsed]} elapsed"),
-        TextColumn("· {task.fields[remaining]} left"),
-    )
-    search = client.search(search_id)
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("search", **_progress(search))
-        while search["status"] in ACTIVE:
-            time.sleep(interval)
-            search = client.search(search_id)
-            progress.update(task, **_progress(search))
-    return search
-
-
-def _progress(search: dict[str, Any]) -> dict[str, Any]:
-    elapsed, remaining = elapsed_and_remaining(search)
-    return {
-        "total": search["trials_planned"],
-        "completed": search["trials_done"],
-        "status": search["status"],
-        "best": _best(search),
-        "elapsed": _clock(elapsed),
-        "remaining": _clock(remaining),
-    }
-
-
 def watch(
     search_id: SearchIdArg,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 2.0,
@@ -178,8 +117,8 @@ def watch(
     objective = search["spec"]["objective"]
     console.print(
         f"search {search_id} {search['status']}: {search['trials_done']}/"
-        f"{search['trials_planned']} trials, best {objective} {_best(search)}, "
-        f"{_clock(elapsed)} elapsed",
+        f"{search['trials_planned']} trials, best {objective} {best_score(search)}, "
+        f"{clock(elapsed)} elapsed",
         markup=False,
     )
     if search["status"] != "succeeded":
@@ -247,8 +186,8 @@ def _search_lines(search: dict[str, Any]) -> list[tuple[str, str]]:
             f"best {search['spec']['objective']}",
             f"{format_score(best['score'])} (trial {best['trial_id']})" if best else "-",
         ),
-        ("elapsed", _clock(elapsed)),
-        ("remaining", _clock(remaining)),
+        ("elapsed", clock(elapsed)),
+        ("remaining", clock(remaining)),
         ("dataset", search["spec"]["dataset"]["path"]),
         ("accelerator", accelerator.get("platform", "-")),
         ("precision", search["precision"] or "-"),
@@ -283,9 +222,9 @@ def status(
             search["id"],
             search["status"],
             f"{search['trials_done']}/{search['trials_planned']}",
-            _best(search),
+            best_score(search),
             search["spec"]["objective"],
-            f"{_moment(search['created_at']):%Y-%m-%d %H:%M:%S}",
+            f"{moment(search['created_at']):%Y-%m-%d %H:%M:%S}",
         )
     console.print(table)
 

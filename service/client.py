@@ -55,6 +55,13 @@ class NasClient:
     def close(self) -> None:
         self._http.close()
 
+    def healthy(self) -> bool:
+        """Whether the service answers ``/healthz`` (its database included)."""
+        try:
+            return self._http.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         """Queue a search; returns it (``id``, ``status``, ``trials_planned``, ...)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

@@ -1,10 +1,18 @@
-"""Rendering searches in the terminal (the demo; later the CLI)."""
+"""Rendering searches in the terminal: the client commands and the demo."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+
+from service.client import NasClient
+
+ACTIVE = {"queued", "running"}
 
 
 def format_score(value: float | None) -> str:
@@ -51,3 +59,71 @@ def leaderboard_table(board: dict[str, Any], limit: int | None = None) -> Table:
             describe_architecture(trial["hyperparameters"]),
         )
     return table
+
+
+def moment(value: str | None) -> datetime | None:
+    """A timestamp of the API as an aware datetime (UTC when it names no zone)."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def clock(seconds: float | None) -> str:
+    """``h:mm:ss``, or ``-:--:--`` when not known."""
+    if seconds is None:
+        return "-:--:--"
+    whole = max(0, round(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def elapsed_and_remaining(search: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Seconds the search has run, and an estimate of the seconds it has left (from the mean
+    time of its finished trials); None where not known yet."""
+    started = moment(search["started_at"])
+    if started is None:
+        return None, None
+    elapsed = ((moment(search["finished_at"]) or datetime.now(UTC)) - started).total_seconds()
+    done, planned = search["trials_done"], search["trials_planned"]
+    if search["status"] not in ACTIVE:
+        return elapsed, 0.0
+    if not done:
+        return elapsed, None
+    return elapsed, elapsed / done * max(0, planned - done)
+
+
+def best_score(search: dict[str, Any]) -> str:
+    """The best trial's score so far, formatted."""
+    best = search["best_trial"]
+    return format_score(best["score"]) if best else "-"
+
+
+def follow(client: NasClient, search_id: str, console: Console, interval: float) -> dict[str, Any]:
+    """A live progress bar of the search until it ends; returns its last state."""
+    columns = (
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trials · best {task.fields[best]} · {task.fields[elapsed]} elapsed"),
+        TextColumn("· {task.fields[remaining]} left"),
+    )
+    search = client.search(search_id)
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("search", **_progress(search))
+        while search["status"] in ACTIVE:
+            time.sleep(interval)
+            search = client.search(search_id)
+            progress.update(task, **_progress(search))
+    return search
+
+
+def _progress(search: dict[str, Any]) -> dict[str, Any]:
+    elapsed, remaining = elapsed_and_remaining(search)
+    return {
+        "total": search["trials_planned"],
+        "completed": search["trials_done"],
+        "status": search["status"],
+        "best": best_score(search),
+        "elapsed": clock(elapsed),
+        "remaining": clock(remaining),
+    }

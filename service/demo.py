@@ -9,12 +9,11 @@ import tarfile
 import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.artifacts import SearchArtifacts
-from service.console import format_score, leaderboard_table
+from service.client import NasClient
+from service.console import follow, format_score, leaderboard_table
 from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
 from service.settings import Settings, get_settings
 from service.store import create_store, migrate
@@ -75,9 +74,8 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
     base_url = f"http://{settings.host}:{settings.port}"
     console.print(f"API on [bold]{base_url}[/] (docs: {base_url}/docs); logs in {logs}/")
     started = time.monotonic()
-    headers = {"Authorization": f"Bearer {token.secret}"}
     try:
-        with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
+        with NasClient(base_url, token.secret) as client:
             wait_until(lambda: _healthy(client, api), 60, "the API to start")
             body = {
                 "dataset": {"path": str(data_dir), "image_size": image_size},
@@ -85,12 +83,10 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
                 "tuner": {"algorithm": "random", "max_trials": max_trials, "epochs": epochs},
                 "export_top_k": 3,
             }
-            response = client.post("/v1/searches", json=body)
-            response.raise_for_status()
-            search = response.json()
+            search = client.submit(body)
             console.print(f"Submitted search [bold]{search['id']}[/] on {data_dir}")
-            search = _follow(client, search, console)
-            board = client.get(f"/v1/searches/{search['id']}/leaderboard").json()
+            search = follow(client, search["id"], console, interval=1.0)
+            board = client.leaderboard(search["id"])
             console.print(leaderboard_table(board))
             _report(client, search, settings, console, time.monotonic() - started)
             return 0 if search["status"] == "succeeded" else 1
@@ -101,43 +97,14 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
         store.dispose()
 
 
-def _healthy(client: httpx.Client, api: object) -> bool:
+def _healthy(client: NasClient, api: object) -> bool:
     if api.poll() is not None:
         raise RuntimeError("the API exited at start; see var/logs/api.log")
-    try:
-        return client.get("/healthz").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def _follow(client: httpx.Client, search: dict, console: Console) -> dict:
-    """Show a progress bar of trials until the search ends."""
-    columns = (
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("trials · best {task.fields[best]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(
-            "search", total=search["trials_planned"], status="queued", best="-"
-        )
-        while search["status"] in {"queued", "running"}:
-            time.sleep(1.0)
-            search = client.get(f"/v1/searches/{search['id']}").json()
-            best = search["best_trial"]["score"] if search["best_trial"] else None
-            progress.update(
-                task,
-                completed=search["trials_done"],
-                status=search["status"],
-                best=format_score(best),
-            )
-    return search
+    return client.healthy()
 
 
 def _report(
-    client: httpx.Client, search: dict, settings: Settings, console: Console, seconds: float
+    client: NasClient, search: dict, settings: Settings, console: Console, seconds: float
 ) -> None:
     accelerator = search.get("accelerator") or {}
     console.print(
@@ -147,7 +114,7 @@ def _report(
     if search["status"] != "succeeded":
         console.print(f"[red]{search.get('error')}[/]")
         return
-    models = client.get(f"/v1/searches/{search['id']}/models").json()["models"]
+    models = client.models(search["id"])
     best = models[0]
     files = SearchArtifacts(settings.artifacts_dir, search["id"]).model(best["rank"])
     download = best["links"].get("savedmodel", best["links"]["keras"])
@@ -155,6 +122,6 @@ def _report(
         f"Best model: trial {best['trial_id']}, {search['spec']['objective']} "
         f"{format_score(best['score'])}, {best['params']:,} parameters.\n"
         f"  SavedModel: {files.savedmodel_dir.resolve()}\n"
-        f"  Download:   {client.base_url}{download}\n"
+        f"  Download:   {client.url}{download}\n"
         f"              (with a token of owner {DEMO_OWNER}: nas token create --owner {DEMO_OWNER})"
     )
