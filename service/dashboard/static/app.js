@@ -307,6 +307,7 @@ function leaderboardTable() {
         onclick: () => {
           state.ascending = c.key === state.key ? !state.ascending : true;
           state.key = c.key;
+          state.page = 0;
           render();
         },
       }, c.label)))),
