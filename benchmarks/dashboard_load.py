@@ -72,7 +72,7 @@ def main() -> None:
                 page = context.new_page()
                 started = time.perf_counter()
                 page.goto(url)
-                page.wait_for_function("window.tableShownAt !== undefined", timeout=60_000)
+                page.wait_for_function("() => window.tableShownAt !== undefined", timeout=60_000)
                 page.wait_for_function(
                     "(n) => Chart.getChart(document.getElementById('chart-scatter'))"
                     "?.data.datasets[0]?.data.length === n",
