@@ -41,6 +41,14 @@ class Service:
         self.workers.append(worker)
         return worker
 
+    def issue_tokens(self, count: int, owner: str = "benchmark") -> list[str]:
+        """``count`` new tokens of ``owner`` (the owner of the searches submitted here)."""
+        store = create_store(self.settings.database_url)
+        try:
+            return [issue_token(store, owner).secret for _ in range(count)]
+        finally:
+            store.dispose()
+
     def submit(self, body: dict) -> str:
         response = self.client.post("/v1/searches", json=body)
         response.raise_for_status()
