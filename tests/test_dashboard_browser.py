@@ -206,6 +206,8 @@ def drive(
     page.get_by_role("button", name="Cancel search").click()
     page.locator("h1 .status", has_text="cancelled").wait_for()
     assert page.evaluate("window.notReloaded") is True
+    assert curve_points(page) > before  # the stopped trial's curve stays
+    page.get_by_text("Models are exported when the search ends.").wait_for(state="detached")
     shot(page, "search-cancelled")
 
     assert errors == [], errors

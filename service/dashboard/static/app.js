@@ -195,7 +195,7 @@ async function searchPage(current, id) {
   const head = el("section", { className: "head" });
   const board = leaderboardTable();
   const models = el("section", { className: "models" }, el("h2", {}, "Best model"),
-    el("p", { className: "muted" }, "Models are exported when the search succeeds."));
+    el("p", { className: "muted" }, "Models are exported when the search ends."));
   const canvases = ["val_accuracy", "val_loss", "scatter"].map((name) =>
     el("canvas", { id: `chart-${name}` }));
   view.replaceChildren(
@@ -223,7 +223,7 @@ async function searchPage(current, id) {
     drawCurves(accuracy, trials, "val_accuracy");
     drawCurves(loss, trials, "val_loss");
     drawScatter(scatter, trials, leaderboard.objective);
-    if (search.status === "succeeded" && !modelsShown) {
+    if (!LIVE.has(search.status) && !modelsShown) {
       modelsShown = true;
       await showModels(base, models);
     }
@@ -355,10 +355,10 @@ function curveChart(canvas, metric, title) {
   return chart;
 }
 
-/** The best CURVES ranked trials and every running one, each as a line over its epochs;
- * running ones dashed. */
+/** The first CURVES trials of the leaderboard that have epochs (the best ones, then any
+ * unranked ones) and every running one, each as a line over its epochs; running ones dashed. */
 function drawCurves(chart, trials, metric) {
-  const best = trials.filter((t) => t.rank !== null && t.rank <= CURVES);
+  const best = trials.filter((t) => t.history.length).slice(0, CURVES);
   const running = trials.filter((t) => t.status === "running" && !best.includes(t));
   chart.data.datasets = [...best, ...running].map((trial) => ({
     label: `trial ${trial.trial_id}`,
