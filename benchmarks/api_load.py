@@ -1,15 +1,18 @@
 """50 clients poll a running search's status and leaderboard while it trains.
 
-Prints latency percentiles and errors under load, against a baseline of one client polling
-the same search in the same run. Usage: python -m benchmarks.api_load [DATA_DIR]
+Each client has a token of its own (as 50 users would) and polls once per ``--interval``
+seconds, as a dashboard or ``nas watch`` does (``--interval 0``: as fast as it can). Prints
+latency percentiles and errors under load, against a baseline of one client polling the same
+search in the same run. Usage: python -m benchmarks.api_load [DATA_DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
-import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -17,42 +20,47 @@ import httpx
 from benchmarks.harness import FLOWERS, running_service
 
 
-def poll(
-    base_url: str, search_id: str, until: float, latencies: list[float], errors: list[str]
+@dataclass
+class Tally:
+    """Latencies (seconds) and errors of every request of a load run."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+async def poll(
+    base_url: str, token: str, search_id: str, interval: float, until: float, tally: Tally
 ) -> None:
+    """Poll the search's status, then its leaderboard, once per ``interval``, until ``until``."""
     paths = (f"/v1/searches/{search_id}", f"/v1/searches/{search_id}/leaderboard")
-    with httpx.Client(base_url=base_url, timeout=30) as client:
-        turn = 0
-        while time.monotonic() < until:
-            started = time.perf_counter()
-            try:
-                response = client.get(paths[turn % 2])
-                if response.status_code != 200:
-                    errors.append(f"{response.status_code} {response.text[:100]}")
-            except httpx.HTTPError as error:
-                errors.append(repr(error))
-            latencies.append(time.perf_counter() - started)
-            turn += 1
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
+        while (turn_started := time.monotonic()) < until:
+            for path in paths:
+                started = time.perf_counter()
+                try:
+                    response = await client.get(path)
+                    if response.status_code != 200:
+                        tally.errors.append(f"{response.status_code} {response.text[:100]}")
+                except httpx.HTTPError as error:
+                    tally.errors.append(repr(error))
+                tally.latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(max(0.0, turn_started + interval - time.monotonic()))
 
 
-def load(
-    base_url: str, search_id: str, clients: int, seconds: float
-) -> tuple[list[float], list[str]]:
-    latencies: list[float] = []
-    errors: list[str] = []
+async def load(
+    base_url: str, tokens: list[str], search_id: str, interval: float, seconds: float
+) -> Tally:
+    """One polling client per token, for ``seconds``."""
+    tally = Tally()
     until = time.monotonic() + seconds
-    threads = [
-        threading.Thread(target=poll, args=(base_url, search_id, until, latencies, errors))
-        for _ in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, errors
+    await asyncio.gather(
+        *(poll(base_url, token, search_id, interval, until, tally) for token in tokens)
+    )
+    return tally
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
         if len(values) > 1
@@ -65,6 +73,7 @@ def main() -> None:
     parser.add_argument("data_dir", nargs="?", type=Path, default=FLOWERS)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     args = parser.parse_args()
     with running_service(args.data_dir) as service:
         search_id = service.submit(
@@ -76,29 +85,33 @@ def main() -> None:
         )
         service.start_worker()
         base_url = str(service.client.base_url)
+        tokens = service.issue_tokens(args.clients)
         time.sleep(15)  # let training start
         board = service.client.get(f"/v1/searches/{search_id}/leaderboard").json()
         assert service.client.get(f"/v1/searches/{search_id}").json()["status"] == "running"
-        baseline, base_errors = load(base_url, search_id, 1, 10)
-        loaded, errors = load(base_url, search_id, args.clients, args.seconds)
+        baseline = asyncio.run(load(base_url, tokens[:1], search_id, args.interval, 10))
+        loaded = asyncio.run(load(base_url, tokens, search_id, args.interval, args.seconds))
         trials = len(service.client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"])
     grew = f"{len(board['trials'])} to {trials}"
     print(f"the search trained throughout; its leaderboard grew from {grew} trials")
-    header = ("requests", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms")
+    print(f"each client polls status and leaderboard every {args.interval:g} s")
+    header = ("requests", "req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms")
     print(f"{'':>22} " + " ".join(f"{name:>8}" for name in header))
     runs = (
-        ("1 client (baseline)", baseline, base_errors),
-        (f"{args.clients} clients", loaded, errors),
+        ("1 client (baseline)", baseline, 10.0),
+        (f"{args.clients} clients", loaded, args.seconds),
     )
-    for name, values, errs in runs:
+    for name, tally, seconds in runs:
+        values = tally.latencies
         millis = [percentile(values, q) * 1e3 for q in (50, 95, 99)] + [max(values) * 1e3]
         print(
-            f"{name:>22} {len(values):>8} {len(errs):>8} " + " ".join(f"{v:>8.1f}" for v in millis)
+            f"{name:>22} {len(values):>8} {len(values) / seconds:>8.1f} {len(tally.errors):>8} "
+            + " ".join(f"{v:>8.1f}" for v in millis)
         )
-    ratio = percentile(loaded, 99) / percentile(baseline, 99)
+    ratio = percentile(loaded.latencies, 99) / percentile(baseline.latencies, 99)
     print(f"p99 ratio, {args.clients} clients / 1 client: {ratio:.1f}x")
-    if errors:
-        print("first errors:", errors[:5])
+    if loaded.errors:
+        print("first errors:", loaded.errors[:5])
 
 
 if __name__ == "__main__":

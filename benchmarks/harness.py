@@ -21,20 +21,33 @@ FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "flowers
 
 @dataclass
 class Service:
-    """A running API (and the workers started through it) on a fresh database."""
+    """A running API (and the workers started through it) on a fresh database.
+
+    Their logs are ``api.log`` and ``worker0.log``, ``worker1.log``... in ``folder``.
+    """
 
     settings: Settings
     client: httpx.Client
     folder: Path
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
-        index = len(self.processes)
         worker = start_nas(
-            ["worker", *args], settings_env(self.settings), self.folder / f"worker{index}.log"
+            ["worker", *args],
+            settings_env(self.settings),
+            self.folder / f"worker{len(self.workers)}.log",
         )
-        self.processes.append(worker)
+        self.workers.append(worker)
         return worker
+
+    def issue_tokens(self, count: int, owner: str = "benchmark") -> list[str]:
+        """``count`` new tokens of ``owner`` (the owner of the searches submitted here)."""
+        store = create_store(self.settings.database_url)
+        try:
+            return [issue_token(store, owner).secret for _ in range(count)]
+        finally:
+            store.dispose()
 
     def submit(self, body: dict) -> str:
         response = self.client.post("/v1/searches", json=body)
@@ -75,13 +88,13 @@ def running_service(data_dir: Path, **overrides: object) -> Iterator[Service]:
             timeout=60,
             headers={"Authorization": f"Bearer {token}"},
         )
-        service = Service(settings=settings, client=client, folder=folder, processes=[api])
+        service = Service(settings=settings, client=client, folder=folder, api=api)
         try:
             wait_until(lambda: _healthy(client), 60, "the API")
             yield service
         finally:
             client.close()
-            for process in reversed(service.processes):
+            for process in [*reversed(service.workers), api]:
                 stop_process(process)
 
 

@@ -118,10 +118,17 @@ def _report(
     best = models[0]
     files = SearchArtifacts(settings.artifacts_dir, search["id"]).model(best["rank"])
     download = best["links"].get("savedmodel", best["links"]["keras"])
+    # A JAX worker without TensorFlow exports only the .keras file.
+    saved = (
+        f"  SavedModel: {files.savedmodel_dir.resolve()}\n"
+        if "savedmodel" in best["formats"]
+        else "  SavedModel: not exported (the worker ran without TensorFlow)\n"
+    )
     console.print(
         f"Best model: trial {best['trial_id']}, {search['spec']['objective']} "
         f"{format_score(best['score'])}, {best['params']:,} parameters.\n"
-        f"  SavedModel: {files.savedmodel_dir.resolve()}\n"
+        f"{saved}"
+        f"  Keras file: {files.keras_file.resolve()}\n"
         f"  Download:   {client.url}{download}\n"
         f"              (with a token of owner {DEMO_OWNER}: nas token create --owner {DEMO_OWNER})"
     )

@@ -96,11 +96,18 @@ def logs_dir(tmp_path: Path) -> Path:
     return logs
 
 
+@pytest.mark.parametrize("parallel_trials", [1, 2])
 def test_sigkill_mid_trial_is_resumed_by_another_worker(
-    fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+    parallel_trials: int,
+    fault_settings: Settings,
+    store: Store,
+    client: TestClient,
+    photos: Path,
+    tmp_path: Path,
 ) -> None:
+    fault_settings = fault_settings.model_copy(update={"parallel_trials": parallel_trials})
     logs = logs_dir(tmp_path)
-    search_id = submit(client, photos)
+    search_id = submit(client, photos, trials=2 * parallel_trials + 1)
     first = start_worker(fault_settings, logs, "first")
     before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
     first.send_signal(signal.SIGKILL)
@@ -114,6 +121,8 @@ def test_sigkill_mid_trial_is_resumed_by_another_worker(
     search = store.get_search(search_id)
     assert search is not None
     assert [attempt.outcome.value for attempt in search.attempts] == ["lease_expired", "succeeded"]
+    # Its own search process closing the search is not a lost lease.
+    assert "lost its lease" not in (logs / "second.log").read_text()
     board = client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"]
     assert sorted(trial["trial_id"] for trial in board) == sorted(
         trial.trial_id for trial in store.list_trials(search_id)

@@ -37,6 +37,8 @@ class _Supervision:
     cancel_seen_at: float | None = None
     terminated_at: float | None = None
     lease_lost: bool = False
+    #: The search process closed the search itself and is only exiting.
+    closed: bool = False
 
 
 class Worker:
@@ -112,10 +114,13 @@ class Worker:
             now = time.monotonic()
             if not process.is_alive():
                 break
-            if state.lease_lost:
-                process.join(timeout=2.0)  # it may have just closed the search itself
+            if state.closed or state.lease_lost:
+                # A process that closed its search is only exiting; one whose lease another
+                # worker took must stop writing at once.
+                process.join(timeout=STOP_TIMEOUT_SECONDS if state.closed else 2.0)
                 if process.is_alive():
-                    log.error("lost the lease of search %s; stopping it", lease.search_id)
+                    why = "ended but its process hangs" if state.closed else "lost its lease"
+                    log.error("search %s %s; killing the process", lease.search_id, why)
                     _kill(process)
                 break
             if self._signals >= 2:
@@ -148,7 +153,19 @@ class Worker:
             self.store.renew_lease(lease, self.settings.lease_seconds)
             self.store.worker_heartbeat(self.id, lease.search_id)
         except LeaseLostError:
-            state.lease_lost = True
+            state.closed = self._closed_by_its_process(lease)
+            state.lease_lost = not state.closed
+
+    def _closed_by_its_process(self, lease: Lease) -> bool:
+        """Whether the lease ended because the search process closed the search: it is not
+        lost then, the process is only still exiting."""
+        search = self.store.get_search(lease.search_id)
+        return (
+            search is not None
+            and search.status.terminal
+            and search.attempt == lease.attempt
+            and search.attempts[-1].worker_id == self.id
+        )
 
     def _after_exit(self, lease: Lease, exitcode: int | None, state: _Supervision) -> None:
         if exitcode in (EXIT_OK, EXIT_LEASE_LOST) or state.lease_lost:

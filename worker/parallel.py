@@ -73,8 +73,8 @@ class TrialProcesses:
     lease: Lease
     interruptions: Interruptions
 
-    def serve(self, oracle: Any) -> None:
-        """Serve ``oracle`` to the trial processes until it hands out no more trials.
+    def serve(self, tuner: Any) -> None:
+        """Serve ``tuner``'s oracle to the trial processes until it hands out no more trials.
 
         A SIGTERM to this process is passed on to them: each stops at a batch boundary.
 
@@ -92,6 +92,10 @@ class TrialProcesses:
 
         from worker.tuning import SearchCancelled, SearchInterrupted
 
+        # As KerasTuner's chief does before serving: without the tuner's file, a re-claimed
+        # search would not reload the oracle's state and would rerun its finished trials.
+        tuner.save()
+        oracle = tuner.oracle
         # The trial processes' search(verbose=0) does not reach the oracle they share.
         oracle.verbose = 0
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))

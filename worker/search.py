@@ -131,7 +131,7 @@ def run_search(
         outcome = SearchStatus.SUCCEEDED
         try:
             if trials is not None:
-                trials.serve(setup.tuner.oracle)
+                trials.serve(setup.tuner)
             else:
                 setup.tuner.search(**setup.fit_arguments())
         except SearchCancelled:

@@ -16,6 +16,8 @@ from service.api.body_limit import BodySizeLimit
 from service.api.rate_limit import RateLimiter
 from service.api.routes import health, models, searches, workers
 from service.api.schemas import error_responses
+from service.dashboard import assets as dashboard_assets
+from service.dashboard import router as dashboard_router
 from service.settings import Settings, get_settings
 from service.store import Store, create_store, ensure_schema_current
 from service.tokens import FIRST_TOKEN_HINT, has_active_token
@@ -63,6 +65,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limit_body_bytes)
     app.include_router(health.router)
+    # The dashboard is open: its data comes from /v1, with the token the page asks for.
+    app.include_router(dashboard_router)
+    app.mount("/static", dashboard_assets, name="static")
     # Every /v1 router needs a token, whether or not its routes ask who the caller is.
     for module in (searches, models, workers):
         app.include_router(

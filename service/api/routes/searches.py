@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from service.api.auth import CallerDep
 from service.api.deps import SearchDep, SettingsDep, StoreDep
+from service.api.leaderboard_csv import leaderboard_csv
 from service.api.schemas import (
     Leaderboard,
     SearchList,
@@ -18,7 +19,13 @@ from service.api.schemas import (
 )
 from service.caps import check_caps
 from service.specs import SearchSpec
-from service.store import IdempotencyConflictError, QueueFullError, SearchStatus
+from service.store import (
+    IdempotencyConflictError,
+    QueueFullError,
+    SearchRecord,
+    SearchStatus,
+    Store,
+)
 from service.store.ranking import leaderboard
 from service.submission import check_submission
 
@@ -105,15 +112,35 @@ def get_search(search: SearchDep) -> SearchOut:
     return SearchOut.of(search)
 
 
+def _ranked_trials(search: SearchRecord, store: Store) -> list[TrialOut]:
+    ranked = leaderboard(store.list_trials(search.id), search.spec["objective"])
+    return [TrialOut.of(trial, rank) for rank, trial in ranked]
+
+
 @router.get("/{search_id}/leaderboard", responses=error_responses(404))
 def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
     """Every trial ranked by the objective, with per-epoch history; updated every epoch."""
-    objective = search.spec["objective"]
-    rows = [
-        TrialOut.of(trial, rank)
-        for rank, trial in leaderboard(store.list_trials(search.id), objective)
-    ]
-    return Leaderboard(search_id=search.id, objective=objective, trials=rows)
+    return Leaderboard(
+        search_id=search.id,
+        objective=search.spec["objective"],
+        trials=_ranked_trials(search, store),
+    )
+
+
+@router.get(
+    "/{search_id}/leaderboard.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "The leaderboard as CSV"}}
+    | error_responses(404),
+)
+def get_leaderboard_csv(search: SearchDep, store: StoreDep) -> Response:
+    """The leaderboard as a CSV download: rank, trial_id, status, score, params, epochs,
+    seconds, then one ``hp_NAME`` column per hyperparameter."""
+    return Response(
+        leaderboard_csv(_ranked_trials(search, store)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{search.id}-leaderboard.csv"'},
+    )
 
 
 @router.post(

@@ -1,0 +1,220 @@
+"""The dashboard in headless Chromium against a real ``nas serve`` and a real worker: a
+finished search, a running one, and a large seeded one. Screenshots go to
+``test-artifacts/dashboard``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from service.launcher import settings_env, start_nas, stop_process, wait_until
+from service.settings import Settings
+from service.store import Store
+from tests.flowers import copy_flowers_slice
+from tests.live import cli_token, live_api, wait_for_status
+from tests.seeding import seed_finished_search
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard"
+TIMEOUT_MS = 90_000
+SEEDED_TRIALS = 230  # three pages of the leaderboard
+
+# What each chart has drawn: data points in its Chart.js instance, and coloured pixels inside
+# its plot area (axes, grid lines and labels are grey or black; the data is coloured).
+CHART_INK = """(id) => {
+  const canvas = document.getElementById(id);
+  const chart = Chart.getChart(canvas);
+  const points = chart.data.datasets.reduce((sum, set) => sum + set.data.length, 0);
+  const { left, top, right, bottom } = chart.chartArea;
+  const scale = chart.currentDevicePixelRatio;
+  const pixels = canvas.getContext("2d").getImageData(
+    left * scale, top * scale, (right - left) * scale, (bottom - top) * scale).data;
+  let coloured = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    const [r, g, b, a] = [pixels[i], pixels[i + 1], pixels[i + 2], pixels[i + 3]];
+    if (a > 0 && (r !== g || g !== b)) coloured++;
+  }
+  return { points, coloured };
+}"""
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (which downloads no browser)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        launched.close()
+
+
+def submit(api: httpx.Client, photos: Path, **tuner: int) -> str:
+    body = {
+        "dataset": {"path": str(photos), "image_size": 32},
+        "space": {"min_conv_blocks": 1, "max_conv_blocks": 2, "filters": [8, 16]},
+        "tuner": {"batch_size": 8, "seed": 3, **tuner},
+        "export_top_k": 1,
+    }
+    response = api.post("/v1/searches", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def rows(page: Page) -> list[str]:
+    """The trial ids of the leaderboard rows on screen."""
+    return page.eval_on_selector_all("table.board tbody tr", "rs => rs.map(r => r.dataset.trial)")
+
+
+def downloaded(page: Page, label: str) -> bytes:
+    with page.expect_download() as download:
+        page.get_by_role("button", name=label).click()
+    return Path(download.value.path()).read_bytes()
+
+
+def curve_points(page: Page) -> int:
+    return page.evaluate(CHART_INK, "chart-val_accuracy")["points"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_dashboard_in_chromium(
+    settings: Settings, store: Store, tmp_path: Path, browser: Browser
+) -> None:
+    photos = copy_flowers_slice(settings.data_roots[0] / "dashboard-flowers", per_class=6)
+    logs = tmp_path / "logs"
+    token = cli_token(settings, "dana")
+    seeded = seed_finished_search(
+        store, owner="dana", dataset_path=str(photos), trials=SEEDED_TRIALS, epochs=2
+    )
+    with live_api(settings, logs, token) as api:
+        finished = submit(api, photos, max_trials=2, epochs=2)
+        running = submit(api, photos, max_trials=20, epochs=100)
+        worker = start_nas(["worker"], settings_env(settings), logs / "worker.log")
+        try:
+            done = wait_for_status(api, finished, {"succeeded", "failed", "cancelled"}, 300)
+            assert done["status"] == "succeeded", (logs / "worker.log").read_text()[-3000:]
+            wait_until(
+                lambda: any(
+                    t["epochs"]
+                    for t in api.get(f"/v1/searches/{running}/leaderboard").json()["trials"]
+                ),
+                180,
+                "the running search's first epoch",
+            )
+            drive(browser, str(api.base_url).rstrip("/"), token, api, finished, running, seeded)
+            wait_for_status(api, running, {"cancelled"}, 60)
+        finally:
+            stop_process(worker)
+
+
+def drive(
+    browser: Browser,
+    base_url: str,
+    token: str,
+    api: httpx.Client,
+    finished: str,
+    running: str,
+    seeded: str,
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    # The token is asked for once, then kept for the tab.
+    page.goto(base_url + "/")
+    page.locator("#token-dialog[open]").wait_for()
+    page.fill("#token-input", token)
+    page.press("#token-input", "Enter")
+    for search_id, status in ((finished, "succeeded"), (running, "running"), (seeded, "succeeded")):
+        row = page.locator(f"tr[data-search='{search_id}']")
+        assert row.locator(".status").inner_text() == status
+    assert page.locator(f"tr[data-search='{seeded}'] progress").get_attribute("value") == str(
+        SEEDED_TRIALS
+    )
+    shot(page, "searches")
+
+    # A finished search: its leaderboard, charts, best model and downloads.
+    page.click(f"a[href='#/searches/{finished}']")
+    page.locator("#summary").wait_for()
+    board = api.get(f"/v1/searches/{finished}/leaderboard").json()["trials"]
+    assert rows(page) == [trial["trial_id"] for trial in board] and len(board) == 2
+    for chart, points in (("chart-val_accuracy", 4), ("chart-val_loss", 4), ("chart-scatter", 2)):
+        ink = page.evaluate(CHART_INK, chart)
+        assert ink["points"] == points, chart
+        assert ink["coloured"] > 30, chart
+    assert "Total params" in page.inner_text("#summary")
+    shot(page, "search-finished")
+    savedmodel = downloaded(page, "Download SavedModel (.tar.gz)")
+    assert savedmodel[:2] == b"\x1f\x8b"
+    assert savedmodel == api.get(f"/v1/searches/{finished}/models/1/savedmodel").content
+    keras_file = downloaded(page, "Download .keras file")
+    assert keras_file[:2] == b"PK"
+    assert keras_file == api.get(f"/v1/searches/{finished}/models/1/keras").content
+    exported = list(csv.DictReader(downloaded(page, "Download CSV").decode().splitlines()))
+    assert [row["trial_id"] for row in exported] == rows(page)
+    assert json.loads(downloaded(page, "Download JSON"))["trials"] == board
+
+    # A large search: one page of rows at a time, sortable by any column.
+    page.goto(f"{base_url}/#/searches/{seeded}")
+    page.get_by_text(f"Page 1 of 3 ({SEEDED_TRIALS} trials)").wait_for()
+    assert len(rows(page)) == 100
+    scores = sorted(
+        t["score"] for t in api.get(f"/v1/searches/{seeded}/leaderboard").json()["trials"]
+    )
+    first_score = "table.board tbody tr:first-child td:nth-child(4)"
+    assert page.inner_text(first_score) == f"{scores[-1]:.4f}"
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("Page 2 of 3").wait_for()
+    assert page.inner_text(first_score) == f"{scores[-101]:.4f}"  # rank 101
+    page.get_by_role("columnheader", name="Score").click()  # a new order starts at page 1
+    page.get_by_text("Page 1 of 3").wait_for()
+    assert page.inner_text(first_score) == f"{scores[0]:.4f}"
+    page.get_by_role("columnheader", name="Score").click()
+    assert page.inner_text(first_score) == f"{scores[-1]:.4f}"
+    scatter = page.evaluate(CHART_INK, "chart-scatter")
+    assert scatter["points"] == SEEDED_TRIALS and scatter["coloured"] > 1_000
+    shot(page, "search-large")
+
+    # A running search updates without a reload, then is cancelled from the page.
+    page.goto(f"{base_url}/#/searches/{running}")
+    page.locator("h1 .status", has_text="running").wait_for()
+    page.evaluate("window.notReloaded = true")
+    before = curve_points(page)
+    assert before >= 1 and page.evaluate(CHART_INK, "chart-val_loss")["coloured"] > 0
+    page.wait_for_function(
+        "([n]) => window.notReloaded && Chart.getChart(document.getElementById("
+        "'chart-val_accuracy')).data.datasets.reduce((s, d) => s + d.data.length, 0) > n",
+        arg=[before],
+    )
+    shot(page, "search-running")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel search").click()
+    page.locator("h1 .status", has_text="cancelled").wait_for()
+    assert page.evaluate("window.notReloaded") is True
+    assert curve_points(page) > before  # the stopped trial's curve stays
+    page.get_by_text("Models are exported when the search ends.").wait_for(state="detached")
+    shot(page, "search-cancelled")
+
+    assert errors == [], errors
+
+    # A refused token asks again.
+    page.evaluate("sessionStorage.setItem('nas-token', 'nas_revoked_nothing')")
+    page.reload()
+    page.locator("#token-dialog[open]").wait_for()
+    assert "refused" in page.inner_text("#token-error")
+    page.close()
