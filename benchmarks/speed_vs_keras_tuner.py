@@ -217,7 +217,11 @@ def _plain_keras_tuner(config: dict[str, Any]) -> None:
     train, validation = stratified_split(images.labels, VALIDATION_SPLIT, SPLIT_SEED)
     x, y = images.images, images.labels
     hypermodel = build_hypermodel(
-        ConvNetSpace(**config["space"]), config["image_size"], len(images.class_names)
+        ConvNetSpace(**config["space"]),
+        config["image_size"],
+        len(images.class_names),
+        steps_per_epoch=math.ceil(len(train) / config["batch_size"]),
+        epochs=config["epochs"],
     )
     tuner = keras_tuner.RandomSearch(
         hypermodel,
@@ -294,6 +298,7 @@ def _run_service(
             "batch_size": setup["batch_size"],
             "seed": setup["seed"],
             "precision": precision,
+            "patience": 0,  # plain KerasTuner trains every epoch: so must the service
         },
         "export_top_k": 1,
     }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from service.specs import ConvNetSpace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.specs import SpaceSpec
 
 
-def min_image_size(space: ConvNetSpace) -> int:
-    """The smallest image side the space can take: every conv block halves it by max pooling."""
-    return 2**space.max_conv_blocks
+def min_image_size(space: SpaceSpec) -> int:
+    """The smallest image side the space can take: every conv block halves it."""
+    return 2**space.deepest_conv_blocks

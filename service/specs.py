@@ -6,9 +6,13 @@ These models import nothing heavy, so the API validates requests without Keras.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError, ValidationError
+
+from search_spaces.codelab_v2_hyperparameters import HYPERPARAMETERS as CODELAB_V2_HYPERPARAMETERS
+from search_spaces.hyperparameters import Hyperparameter, Restriction, RestrictionError
 
 Head = Literal["flatten_dense", "gap", "gap_dense"]
 Algorithm = Literal["random", "bayesian", "hyperband"]
@@ -39,9 +43,11 @@ def _distinct_sorted(values: list) -> list:
 
 
 class ConvNetSpace(_Strict):
-    """The codelab convnet family: conv blocks, optional 1x1 convs, max pooling, a head."""
+    """Version 1 of the codelab convnet family: conv blocks, optional 1x1 convs, max pooling,
+    a head. Its keys narrow it; a space without ``version`` is this one."""
 
     name: Literal["codelab_convnet"] = "codelab_convnet"
+    version: Literal[1] = 1
     min_conv_blocks: int = Field(2, ge=1, le=8)
     max_conv_blocks: int = Field(6, ge=1, le=8)
     filters: list[int] = Field(default=[16, 32, 64, 128, 256], min_length=1)
@@ -80,6 +86,98 @@ class ConvNetSpace(_Strict):
             raise ValueError("min_conv_blocks must not exceed max_conv_blocks")
         return self
 
+    @property
+    def deepest_conv_blocks(self) -> int:
+        """The most conv blocks a model of this space may have."""
+        return self.max_conv_blocks
+
+
+Scalar = bool | int | float | str
+
+
+class HyperparameterRange(_Strict):
+    """Pins (``fixed``) or narrows (``values``, or ``min``/``max``) one hyperparameter."""
+
+    fixed: Scalar | None = Field(None, description="The one value every trial uses.")
+    values: list[Scalar] | None = Field(None, min_length=1, description="A subset of choices.")
+    min: float | None = Field(None, description="A lower bound inside the space's bounds.")
+    max: float | None = Field(None, description="An upper bound inside the space's bounds.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HyperparameterRange:
+        kinds = [self.fixed is not None, self.values is not None]
+        kinds.append(self.min is not None or self.max is not None)
+        if sum(kinds) != 1:
+            raise ValueError("give exactly one of fixed, values, or min and/or max")
+        return self
+
+    def restriction(self) -> Restriction:
+        """The same request, as the search spaces take it."""
+        values = tuple(self.values) if self.values is not None else None
+        return Restriction(fixed=self.fixed, values=values, min=self.min, max=self.max)
+
+
+class CodelabV2Space(_Strict):
+    """Version 2 of the codelab convnet family (see ``search_spaces.codelab_v2``): every
+    hyperparameter has a default and can be pinned or narrowed under ``hyperparameters``."""
+
+    name: Literal["codelab_convnet"] = "codelab_convnet"
+    version: Literal[2] = 2
+    hyperparameters: dict[str, HyperparameterRange] = Field(
+        default_factory=dict,
+        description='Per hyperparameter: {"fixed": v}, {"values": [...]} or {"min": a, "max": b}.',
+    )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _inside_the_space(
+        cls, ranges: dict[str, HyperparameterRange]
+    ) -> dict[str, HyperparameterRange]:
+        known = {item.name: item for item in CODELAB_V2_HYPERPARAMETERS}
+        problems = []
+        for name, asked in ranges.items():
+            message = None
+            if name not in known:
+                message = f"{name!r} is not a hyperparameter of this space; it has {list(known)}"
+            else:
+                try:
+                    known[name].restricted(asked.restriction())
+                except RestrictionError as error:
+                    message = str(error)
+            if message is not None:
+                problems.append(
+                    {
+                        "type": PydanticCustomError("value_error", message),
+                        "loc": (name,),
+                        "input": asked.model_dump(exclude_none=True),
+                    }
+                )
+        if problems:
+            raise ValidationError.from_exception_data("hyperparameters", problems)
+        return ranges
+
+    def resolved_hyperparameters(self) -> tuple[Hyperparameter, ...]:
+        """The space's hyperparameters, pinned and narrowed as this request asks."""
+        return tuple(
+            item.restricted(self.hyperparameters[item.name].restriction())
+            if item.name in self.hyperparameters
+            else item
+            for item in CODELAB_V2_HYPERPARAMETERS
+        )
+
+    @property
+    def deepest_conv_blocks(self) -> int:
+        """The most conv blocks a model of this space may have."""
+        (depth,) = (item for item in self.resolved_hyperparameters() if item.name == "conv_blocks")
+        return int(depth.max if depth.kind == "int" else max(depth.choices))
+
+
+SpaceSpec = ConvNetSpace | CodelabV2Space
+SPACE_VERSIONS: dict[int, type[ConvNetSpace] | type[CodelabV2Space]] = {
+    1: ConvNetSpace,
+    2: CodelabV2Space,
+}
+
 
 class TunerSpec(_Strict):
     """Which KerasTuner algorithm runs and with what budget."""
@@ -90,6 +188,15 @@ class TunerSpec(_Strict):
     batch_size: int = Field(32, ge=1, le=4096)
     seed: int | None = Field(None, ge=0)
     hyperband_factor: int = Field(3, ge=2, le=10)
+    patience: int | None = Field(
+        5,
+        ge=0,
+        description="A trial stops after this many epochs without a better objective; "
+        "0 or null never stops early.",
+    )
+    initial_points: int | None = Field(
+        None, ge=1, description="Bayesian: random trials before the model guides the search."
+    )
     precision: Precision = "auto"
 
     def planned_trials(self) -> int:
@@ -120,10 +227,35 @@ class SearchSpec(_Strict):
     """The body of ``POST /v1/searches``: every key but ``dataset.path`` has a default."""
 
     dataset: DatasetSpec
-    space: ConvNetSpace = ConvNetSpace()
+    space: SpaceSpec = Field(
+        default=CodelabV2Space(),
+        description="A search space; without `version` it is version 1, without `space` at "
+        "all version 2 with its defaults.",
+    )
     tuner: TunerSpec = TunerSpec()
     objective: Objective = "val_accuracy"
     export_top_k: int = Field(3, ge=1, le=20)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_of_its_version(cls, space: Any) -> Any:
+        # Validated by its version's model alone, so errors name the field and not the union.
+        if not isinstance(space, dict):
+            return space
+        version = space.get("version", 1)
+        model = None if isinstance(version, bool) else SPACE_VERSIONS.get(version)
+        if model is None:
+            problem = {
+                "type": PydanticCustomError(
+                    "value_error",
+                    "unknown version; known: {known}",
+                    {"known": list(SPACE_VERSIONS)},
+                ),
+                "loc": ("version",),
+                "input": version,
+            }
+            raise ValidationError.from_exception_data("space", [problem])
+        return model.model_validate(space)
 
     @property
     def maximize(self) -> bool:

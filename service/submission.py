@@ -51,8 +51,8 @@ def check_submission(spec: SearchSpec, data_roots: list[Path]) -> SearchSpec:
     if spec.dataset.image_size < smallest:
         raise field_error(
             ("dataset", "image_size"),
-            f"{spec.space.max_conv_blocks} pooling blocks need images of at least "
-            f"{smallest} px; raise image_size or lower space.max_conv_blocks",
+            f"{spec.space.deepest_conv_blocks} downsampling blocks need images of at least "
+            f"{smallest} px; raise image_size or allow fewer conv blocks in the space",
             spec.dataset.image_size,
         )
     path = resolve_inside_roots(spec.dataset.path, data_roots)

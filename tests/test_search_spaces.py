@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The smallest size the default space (up to 6 halving blocks) accepts.
 SIZE = 64
 CLASSES = 5
+# Version 1 ignores it; version 2 spans its cosine decay over these steps.
+TRAINING = {"steps_per_epoch": 2, "epochs": 1}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def test_default_hyperparameters_build_a_compiled_model() -> None:
     space = ConvNetSpace()
     hp = keras_tuner.HyperParameters()
 
-    model = build_hypermodel(space, SIZE, CLASSES).build(hp)
+    model = build_hypermodel(space, SIZE, CLASSES, **TRAINING).build(hp)
 
     assert model.name == "convnet"
     assert model.input_shape == (None, SIZE, SIZE, 3)
@@ -63,7 +65,7 @@ def test_each_head_builds(head: str, expected: list[str]) -> None:
     space = ConvNetSpace(heads=[head], dense_units=[48])
     hp = keras_tuner.HyperParameters()
 
-    model = build_hypermodel(space, SIZE, CLASSES).build(hp)
+    model = build_hypermodel(space, SIZE, CLASSES, **TRAINING).build(hp)
 
     assert layer_types(model)[-len(expected) :] == expected
     assert layer_types(model)[-len(expected) - 1] == "MaxPooling2D"
@@ -75,7 +77,7 @@ def test_each_head_builds(head: str, expected: list[str]) -> None:
 
 
 def test_hyperparameters_are_conditional_on_depth_and_head() -> None:
-    hypermodel = build_hypermodel(ConvNetSpace(), SIZE, CLASSES)
+    hypermodel = build_hypermodel(ConvNetSpace(), SIZE, CLASSES, **TRAINING)
     hp = keras_tuner.HyperParameters()
     hypermodel.build(hp)
 
@@ -103,7 +105,9 @@ def test_hyperparameters_are_conditional_on_depth_and_head() -> None:
 def test_mixed_precision_keeps_float32_probabilities() -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_hypermodel(ConvNetSpace(), SIZE, CLASSES).build(keras_tuner.HyperParameters())
+        model = build_hypermodel(ConvNetSpace(), SIZE, CLASSES, **TRAINING).build(
+            keras_tuner.HyperParameters()
+        )
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -116,7 +120,7 @@ def test_one_by_one_convs_halve_the_filters() -> None:
     space = ConvNetSpace(min_conv_blocks=2, max_conv_blocks=2, filters=[32], one_by_one_conv=[True])
     hp = keras_tuner.HyperParameters()
 
-    model = build_hypermodel(space, SIZE, CLASSES).build(hp)
+    model = build_hypermodel(space, SIZE, CLASSES, **TRAINING).build(hp)
 
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [(layer.filters, layer.kernel_size) for layer in convs] == [
@@ -130,7 +134,7 @@ def test_one_by_one_convs_halve_the_filters() -> None:
 
 def test_the_default_space_chooses_one_by_one_convs_as_booleans() -> None:
     hp = keras_tuner.HyperParameters()
-    build_hypermodel(ConvNetSpace(), SIZE, CLASSES).build(hp)
+    build_hypermodel(ConvNetSpace(), SIZE, CLASSES, **TRAINING).build(hp)
 
     assert hp.values["one_by_one_0"] is False
     assert {type(item).__name__ for item in hp.space if item.name.startswith("one_by_one")} == {
@@ -140,7 +144,9 @@ def test_the_default_space_chooses_one_by_one_convs_as_booleans() -> None:
 
 def test_a_model_trains_on_real_photos(photos: ImageSet) -> None:
     keras.utils.set_random_seed(0)
-    model = build_hypermodel(ConvNetSpace(), SIZE, CLASSES).build(keras_tuner.HyperParameters())
+    model = build_hypermodel(ConvNetSpace(), SIZE, CLASSES, **TRAINING).build(
+        keras_tuner.HyperParameters()
+    )
     before = [weights.copy() for weights in model.get_weights()]
 
     history = model.fit(
@@ -160,7 +166,7 @@ def test_a_model_trains_on_real_photos(photos: ImageSet) -> None:
 def test_a_tuner_samples_the_conditional_space(photos: ImageSet, tmp_path: Path) -> None:
     space = ConvNetSpace(min_conv_blocks=1, max_conv_blocks=3, filters=[4, 8], dense_units=[8])
     tuner = keras_tuner.RandomSearch(
-        build_hypermodel(space, SIZE, CLASSES),
+        build_hypermodel(space, SIZE, CLASSES, **TRAINING),
         objective="loss",
         max_trials=3,
         seed=0,
@@ -185,7 +191,7 @@ def test_min_image_size_is_halved_once_per_block() -> None:
 
 def test_the_smallest_image_size_builds_at_the_deepest_depth() -> None:
     space = ConvNetSpace(min_conv_blocks=3, max_conv_blocks=3, heads=["flatten_dense"])
-    model = build_hypermodel(space, min_image_size(space), CLASSES).build(
+    model = build_hypermodel(space, min_image_size(space), CLASSES, **TRAINING).build(
         keras_tuner.HyperParameters()
     )
 
@@ -195,14 +201,14 @@ def test_the_smallest_image_size_builds_at_the_deepest_depth() -> None:
 
 def test_images_smaller_than_the_space_allows_are_rejected() -> None:
     with pytest.raises(ValueError, match="need at least 64 px"):
-        build_hypermodel(ConvNetSpace(), 63, CLASSES)
+        build_hypermodel(ConvNetSpace(), 63, CLASSES, **TRAINING)
 
 
 def test_an_unknown_space_is_rejected() -> None:
     space = ConvNetSpace.model_construct(name="resnet")
 
     with pytest.raises(ValueError, match="unknown search space 'resnet'"):
-        build_hypermodel(space, SIZE, CLASSES)
+        build_hypermodel(space, SIZE, CLASSES, **TRAINING)
 
 
 def test_importing_the_limits_does_not_import_tensorflow_or_keras() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,22 @@ class SearchSetup:
             "epochs": self.spec.tuner.epochs,
             "batch_size": batch_size,
             "validation_batch_size": validation_batch,
+            "callbacks": early_stopping(self.spec),
             "verbose": 0,
         }
+
+
+def early_stopping(spec: SearchSpec) -> list[keras.callbacks.Callback]:
+    """Stops a trial whose objective has not improved for ``tuner.patience`` epochs."""
+    if not spec.tuner.patience:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=spec.objective,
+            mode="max" if spec.maximize else "min",
+            patience=spec.tuner.patience,
+        )
+    ]
 
 
 def search_spec(store: Store, lease: Lease) -> SearchSpec:
@@ -82,6 +97,9 @@ def prepare_search(
     placement = select_placement(settings.backend)
     precision = choose_precision(spec.tuner.precision, placement.accelerator)
     keras.mixed_precision.set_global_policy(precision)
+    if spec.tuner.seed is not None:
+        # Weights, augmentation and shuffling too, not only the oracle's draws.
+        keras.utils.set_random_seed(spec.tuner.seed)
 
     scan = scan_folder(Path(spec.dataset.path), spec.dataset.max_images_per_class)
     images = load_images(scan, spec.dataset.image_size, settings.cache_dir)
@@ -90,7 +108,13 @@ def prepare_search(
     )
     artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
     journal = TrialJournal(store, lease, spec.objective)
-    hypermodel = build_hypermodel(spec.space, spec.dataset.image_size, len(images.class_names))
+    hypermodel = build_hypermodel(
+        spec.space,
+        spec.dataset.image_size,
+        len(images.class_names),
+        steps_per_epoch=math.ceil(len(train) / spec.tuner.batch_size),
+        epochs=spec.tuner.epochs,
+    )
     tuner = build_tuner(
         spec,
         hypermodel,

@@ -163,6 +163,8 @@ def build_tuner(
         options |= {"max_epochs": spec.tuner.epochs, "factor": spec.tuner.hyperband_factor}
     else:
         options["max_trials"] = spec.tuner.max_trials
+    if spec.tuner.algorithm == "bayesian" and spec.tuner.initial_points is not None:
+        options["num_initial_points"] = spec.tuner.initial_points
     tuner = tuner_class(**options)
     tuner.journal = journal
     tuner.interruptions = interruptions

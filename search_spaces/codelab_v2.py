@@ -1,0 +1,119 @@
+"""Version 2 of the codelab convnet family: what makes small convnets work on small data.
+
+Blocks of 3x3 convs (with batch normalization and the codelab's 1x1 alternation as choices)
+that halve the image by max pooling or a strided conv, with filters growing per block; a
+head of global average pooling or flatten, with an optional dense layer, after dropout; data
+augmentation layers that act only while training; Adam with a constant or cosine-decayed
+rate; label smoothing.
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_tuner
+from keras import layers
+
+from search_spaces.codelab_v2_hyperparameters import DENSE_HEADS
+from search_spaces.limits import min_image_size
+from search_spaces.losses import SmoothedSparseCrossentropy
+from service.specs import CodelabV2Space
+
+MAX_FILTERS = 512
+
+
+class CodelabV2HyperModel(keras_tuner.HyperModel):
+    """The space's models take raw RGB values in [0, 255] as an ``image`` input of shape
+    ``(image_size, image_size, 3)`` and output float32 class probabilities.
+
+    ``steps_per_epoch`` and ``epochs`` size the cosine decay of the learning rate; under
+    Hyperband, a trial's own epoch budget replaces ``epochs``.
+    """
+
+    def __init__(
+        self,
+        space: CodelabV2Space,
+        image_size: int,
+        num_classes: int,
+        *,
+        steps_per_epoch: int,
+        epochs: int,
+    ) -> None:
+        """Raises ValueError if the space cannot shrink ``image_size`` or there are < 2 classes."""
+        if image_size < min_image_size(space):
+            raise ValueError(
+                f"images of {image_size} px are too small for {space.deepest_conv_blocks} conv "
+                f"blocks: need at least {min_image_size(space)} px"
+            )
+        if num_classes < 2:
+            raise ValueError(f"need at least 2 classes, got {num_classes}")
+        super().__init__(name=f"{space.name}_v{space.version}")
+        self.hyperparameters = space.resolved_hyperparameters()
+        self.image_size = image_size
+        self.num_classes = num_classes
+        self.steps_per_epoch = max(steps_per_epoch, 1)
+        self.epochs = epochs
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        """Declare the hyperparameters (in the order of the space), then build and compile."""
+        # Every hyperparameter of the space, pinned or narrowed as the request asked; those
+        # in an inactive conditional scope (dense_units of a `gap` head) are None.
+        chosen = {item.name: item.declare(hp) for item in self.hyperparameters}
+
+        inputs = keras.Input(shape=(self.image_size, self.image_size, 3), name="image")
+        x = inputs
+        if chosen["augmentation"]:
+            x = self._augmentation(chosen["rotation"], chosen["zoom"], chosen["contrast"])(x)
+        x = layers.Rescaling(1 / 255)(x)
+        for block in range(chosen["conv_blocks"]):
+            filters = min(
+                round(chosen["base_filters"] * chosen["filter_growth"] ** block), MAX_FILTERS
+            )
+            x = _conv(x, filters, 3, 1, chosen["batch_norm"])
+            if chosen["one_by_one_conv"]:
+                x = _conv(x, max(filters // 2, 1), 1, 1, chosen["batch_norm"])
+            if chosen["downsampling"] == "max_pool":
+                x = layers.MaxPooling2D(2)(x)
+            else:
+                x = _conv(x, filters, 3, 2, chosen["batch_norm"])
+        head = chosen["head"]
+        x = layers.Flatten()(x) if head == "flatten_dense" else layers.GlobalAveragePooling2D()(x)
+        if chosen["dropout"]:
+            x = layers.Dropout(chosen["dropout"])(x)
+        if head in DENSE_HEADS:
+            x = layers.Dense(chosen["dense_units"], activation="relu")(x)
+        # float32 so that mixed precision policies still output float32 probabilities.
+        outputs = layers.Dense(
+            self.num_classes, activation="softmax", dtype="float32", name="probabilities"
+        )(x)
+        model = keras.Model(inputs, outputs, name="convnet_v2")
+
+        rate = chosen["learning_rate"]
+        if chosen["lr_schedule"] == "cosine":
+            epochs = hp.values.get("tuner/epochs", self.epochs)
+            rate = keras.optimizers.schedules.CosineDecay(rate, epochs * self.steps_per_epoch)
+        model.compile(
+            optimizer=keras.optimizers.Adam(rate),
+            loss=SmoothedSparseCrossentropy(chosen["label_smoothing"]),
+            metrics=["accuracy"],
+        )
+        return model
+
+    @staticmethod
+    def _augmentation(rotation: float, zoom: float, contrast: float) -> keras.Sequential:
+        """Random changes of the raw images, active only in training (Keras's own layers)."""
+        steps = [layers.RandomFlip("horizontal")]
+        if rotation:
+            steps.append(layers.RandomRotation(rotation, fill_mode="reflect"))
+        if zoom:
+            steps.append(layers.RandomZoom(zoom, fill_mode="reflect"))
+        if contrast:
+            steps.append(layers.RandomContrast(contrast, value_range=(0, 255)))
+        return keras.Sequential(steps, name="augmentation")
+
+
+def _conv(x: keras.KerasTensor, filters: int, size: int, strides: int, batch_norm: bool) -> object:
+    """A conv with ReLU; with batch normalization between them (and no conv bias) if asked."""
+    x = layers.Conv2D(filters, size, strides=strides, padding="same", use_bias=not batch_norm)(x)
+    if batch_norm:
+        x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
