@@ -9,13 +9,15 @@ rate; label smoothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import keras_tuner
+import numpy as np
 from keras import layers
 
 from search_spaces.codelab_v2_hyperparameters import DENSE_HEADS
 from search_spaces.limits import min_image_size
-from search_spaces.losses import SmoothedSparseCrossentropy
 from service.specs import CodelabV2Space
 
 MAX_FILTERS = 512
@@ -26,7 +28,10 @@ class CodelabV2HyperModel(keras_tuner.HyperModel):
     ``(image_size, image_size, 3)`` and output float32 class probabilities.
 
     ``steps_per_epoch`` and ``epochs`` size the cosine decay of the learning rate; under
-    Hyperband, a trial's own epoch budget replaces ``epochs``.
+    Hyperband, a trial's own epoch budget replaces ``epochs``. Keras 3's sparse
+    cross-entropy has no label smoothing, so models train on one-hot labels (``fit`` encodes
+    the integer labels it is given) with the built-in categorical cross-entropy: exported
+    ``.keras`` files load without this package.
     """
 
     def __init__(
@@ -93,10 +98,26 @@ class CodelabV2HyperModel(keras_tuner.HyperModel):
             rate = keras.optimizers.schedules.CosineDecay(rate, epochs * self.steps_per_epoch)
         model.compile(
             optimizer=keras.optimizers.Adam(rate),
-            loss=SmoothedSparseCrossentropy(chosen["label_smoothing"]),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=chosen["label_smoothing"]),
             metrics=["accuracy"],
         )
         return model
+
+    def fit(
+        self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any
+    ) -> keras.callbacks.History:
+        """``model.fit`` with the integer labels (``y``, ``validation_data``) made one-hot."""
+        if len(args) >= 2:
+            args = (args[0], self._one_hot(args[1]), *args[2:])
+        if "y" in kwargs:
+            kwargs["y"] = self._one_hot(kwargs["y"])
+        if "validation_data" in kwargs:
+            images, labels = kwargs["validation_data"]
+            kwargs["validation_data"] = (images, self._one_hot(labels))
+        return model.fit(*args, **kwargs)
+
+    def _one_hot(self, labels: np.ndarray) -> np.ndarray:
+        return np.eye(self.num_classes, dtype="float32")[np.asarray(labels)]
 
     @staticmethod
     def _augmentation(rotation: float, zoom: float, contrast: float) -> keras.Sequential:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from service.api.auth import authenticate
 from service.api.body_limit import BodySizeLimit
 from service.api.rate_limit import RateLimiter
-from service.api.routes import health, models, searches, workers
+from service.api.routes import health, models, searches, spaces, workers
 from service.api.schemas import error_responses
 from service.dashboard import assets as dashboard_assets
 from service.dashboard import router as dashboard_router
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(dashboard_router)
     app.mount("/static", dashboard_assets, name="static")
     # Every /v1 router needs a token, whether or not its routes ask who the caller is.
-    for module in (searches, models, workers):
+    for module in (searches, models, spaces, workers):
         app.include_router(
             module.router,
             dependencies=[Depends(authenticate)],
