@@ -114,7 +114,12 @@ def write_savedmodel(
     archive = keras.export.ExportArchive()
     # The model's endpoint is traced by the backend (through jax2tf on JAX); the class names
     # are TensorFlow strings, so ``classify`` is a TensorFlow function around it.
-    serve = archive.track_and_add_endpoint("serve", model, input_signature=[image])
+    archive.track(model)
+    # Explicitly not training: called plainly, Keras's augmentation layers (RandomFlip...) would
+    # transform the images they are served.
+    serve = archive.add_endpoint(
+        "serve", lambda images: model(images, training=False), input_signature=[image]
+    )
 
     @tf.function(input_signature=[image])
     def classify(images: tf.Tensor) -> dict[str, tf.Tensor]:
