@@ -11,6 +11,7 @@ import pytest
 from service.launcher import settings_env, start_nas, stop_process
 from service.settings import Settings
 from service.specs import SearchSpec, hyperband_trials
+from service.store import Store
 from tests.flowers import copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 
@@ -70,7 +71,8 @@ def run_searches(
 
 
 @pytest.fixture
-def photos(settings: Settings) -> Path:
+def photos(settings: Settings, store: Store) -> Path:
+    """Eight photos of each class in the data root, on a migrated database."""
     return copy_flowers_slice(settings.data_roots[0] / "tuner-flowers", per_class=8)
 
 
