@@ -17,7 +17,7 @@ import numpy as np
 from keras import layers
 
 from search_spaces.codelab_v2_hyperparameters import DENSE_HEADS
-from search_spaces.limits import min_image_size
+from search_spaces.limits import check_buildable
 from service.specs import CodelabV2Space
 
 MAX_FILTERS = 512
@@ -44,13 +44,7 @@ class CodelabV2HyperModel(keras_tuner.HyperModel):
         epochs: int,
     ) -> None:
         """Raises ValueError if the space cannot shrink ``image_size`` or there are < 2 classes."""
-        if image_size < min_image_size(space):
-            raise ValueError(
-                f"images of {image_size} px are too small for {space.deepest_conv_blocks} conv "
-                f"blocks: need at least {min_image_size(space)} px"
-            )
-        if num_classes < 2:
-            raise ValueError(f"need at least 2 classes, got {num_classes}")
+        check_buildable(space, image_size, num_classes)
         super().__init__(name=f"{space.name}_v{space.version}")
         self.hyperparameters = space.resolved_hyperparameters()
         self.image_size = image_size

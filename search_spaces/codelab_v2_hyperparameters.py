@@ -12,6 +12,21 @@ from search_spaces.hyperparameters import Hyperparameter
 DENSE_HEADS = ("flatten_dense", "gap_dense")
 MAX_CONV_BLOCKS = 6
 
+
+def _augmentation(name: str, default: float, most: float, description: str) -> Hyperparameter:
+    """The strength of one random augmentation, in steps of 0.05 from 0 (off)."""
+    return Hyperparameter(
+        name,
+        "float",
+        default,
+        description,
+        min=0.0,
+        max=most,
+        step=0.05,
+        active_when=("augmentation", (True,)),
+    )
+
+
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter(
         "conv_blocks",
@@ -70,36 +85,9 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         True,
         "Random flips, rotations, zooms and contrast while training (never at inference).",
     ),
-    Hyperparameter(
-        "rotation",
-        "float",
-        0.05,
-        "Largest random rotation, as a fraction of a full turn.",
-        min=0.0,
-        max=0.2,
-        step=0.05,
-        active_when=("augmentation", (True,)),
-    ),
-    Hyperparameter(
-        "zoom",
-        "float",
-        0.1,
-        "Largest random zoom in or out, as a fraction of the image side.",
-        min=0.0,
-        max=0.3,
-        step=0.05,
-        active_when=("augmentation", (True,)),
-    ),
-    Hyperparameter(
-        "contrast",
-        "float",
-        0.1,
-        "Largest random contrast change.",
-        min=0.0,
-        max=0.3,
-        step=0.05,
-        active_when=("augmentation", (True,)),
-    ),
+    _augmentation("rotation", 0.05, 0.2, "Largest random rotation, as a fraction of a full turn."),
+    _augmentation("zoom", 0.1, 0.3, "Largest random zoom in or out, as a fraction of the side."),
+    _augmentation("contrast", 0.1, 0.3, "Largest random contrast change."),
     Hyperparameter(
         "learning_rate",
         "float",

@@ -8,7 +8,7 @@ import keras
 import keras_tuner
 from keras import layers
 
-from search_spaces.limits import min_image_size
+from search_spaces.limits import check_buildable
 from service.specs import ConvNetSpace
 
 DENSE_HEADS = ("flatten_dense", "gap_dense")
@@ -23,13 +23,7 @@ class ConvNetHyperModel(keras_tuner.HyperModel):
 
     def __init__(self, space: ConvNetSpace, image_size: int, num_classes: int) -> None:
         """Raises ValueError if the space cannot shrink ``image_size`` or there are < 2 classes."""
-        if image_size < min_image_size(space):
-            raise ValueError(
-                f"images of {image_size} px are too small for {space.max_conv_blocks} conv blocks: "
-                f"need at least {min_image_size(space)} px"
-            )
-        if num_classes < 2:
-            raise ValueError(f"need at least 2 classes, got {num_classes}")
+        check_buildable(space, image_size, num_classes)
         super().__init__(name=space.name)
         self.space = space
         self.image_size = image_size

@@ -79,7 +79,10 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
             wait_until(lambda: _healthy(client, api), 60, "the API to start")
             body = {
                 "dataset": {"path": str(data_dir), "image_size": image_size},
-                "space": {"max_conv_blocks": 4 if image_size < 128 else 5},
+                "space": {
+                    "version": 2,
+                    "hyperparameters": {"conv_blocks": {"max": 4 if image_size < 128 else 5}},
+                },
                 "tuner": {"algorithm": "random", "max_trials": max_trials, "epochs": epochs},
                 "export_top_k": 3,
             }

@@ -17,6 +17,7 @@ from search_spaces.codelab_v2_hyperparameters import HYPERPARAMETERS
 from service.artifacts import ModelArtifacts
 from service.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange, SpaceSpec
 from tests.flowers import copy_flowers_slice
+from tests.sampling import sampled_hyperparameters
 from worker.datasets import ImageSet, load_images, scan_folder
 from worker.export import export_model
 
@@ -173,37 +174,14 @@ def test_narrowed_ranges_bound_what_the_tuner_draws(photos: ImageSet, tmp_path: 
         dropout={"fixed": 0.1},
         learning_rate={"min": 0.001, "max": 0.002},
     )
-    tuner = keras_tuner.RandomSearch(
-        build_hypermodel(space, SIZE, CLASSES, **TRAINING),
-        objective="loss",
-        max_trials=4,
-        seed=1,
-        directory=tmp_path,
-        project_name="narrowed",
-    )
+    sampled = sampled_hyperparameters(space, photos, 4, tmp_path)
 
-    tuner.search(photos.images.astype("float32"), photos.labels, epochs=1, verbose=0)
-
-    trials = list(tuner.oracle.trials.values())
-    assert len(trials) == 4
-    for trial in trials:
-        values = trial.hyperparameters.values
+    assert len(sampled) == 4
+    for values in sampled:
         assert 2 <= values["conv_blocks"] <= 3 and values["base_filters"] in (16, 24)
         assert values["head"] in ("gap", "gap_dense") and values["dropout"] == 0.1
         assert 0.001 <= values["learning_rate"] <= 0.002
         assert ("dense_units" in values) == (values["head"] == "gap_dense")
-
-
-def test_mixed_precision_keeps_float32_probabilities() -> None:
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        model, _ = build(CodelabV2Space())
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-    conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
-    assert conv.compute_dtype == "bfloat16"
-    assert model.output.dtype == "float32"
 
 
 def test_cosine_decay_spans_the_trials_steps() -> None:

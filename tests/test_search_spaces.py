@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from search_spaces import build_hypermodel, min_image_size
-from service.specs import ConvNetSpace
+from service.specs import CodelabV2Space, ConvNetSpace, SpaceSpec
 from tests.flowers import copy_flowers_slice
+from tests.sampling import sampled_hyperparameters
 from worker.datasets import ImageSet, load_images, scan_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,10 +103,11 @@ def test_hyperparameters_are_conditional_on_depth_and_head() -> None:
     assert model.layers[-2].output.shape == (None, 256)
 
 
-def test_mixed_precision_keeps_float32_probabilities() -> None:
+@pytest.mark.parametrize("space", [ConvNetSpace(), CodelabV2Space()], ids=["v1", "v2"])
+def test_mixed_precision_keeps_float32_probabilities(space: SpaceSpec) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_hypermodel(ConvNetSpace(), SIZE, CLASSES, **TRAINING).build(
+        model = build_hypermodel(space, SIZE, CLASSES, **TRAINING).build(
             keras_tuner.HyperParameters()
         )
     finally:
@@ -165,21 +167,10 @@ def test_a_model_trains_on_real_photos(photos: ImageSet) -> None:
 
 def test_a_tuner_samples_the_conditional_space(photos: ImageSet, tmp_path: Path) -> None:
     space = ConvNetSpace(min_conv_blocks=1, max_conv_blocks=3, filters=[4, 8], dense_units=[8])
-    tuner = keras_tuner.RandomSearch(
-        build_hypermodel(space, SIZE, CLASSES, **TRAINING),
-        objective="loss",
-        max_trials=3,
-        seed=0,
-        directory=tmp_path,
-        project_name="smoke",
-    )
+    sampled = sampled_hyperparameters(space, photos, 3, tmp_path)
 
-    tuner.search(photos.images.astype("float32"), photos.labels, epochs=1, verbose=0)
-
-    trials = tuner.oracle.get_best_trials(num_trials=3)
-    assert len(trials) == 3
-    for trial in trials:
-        values = trial.hyperparameters.values
+    assert len(sampled) == 3
+    for values in sampled:
         assert all(f"filters_{index}" in values for index in range(values["conv_blocks"]))
         assert ("dense_units" in values) == (values["head"] != "gap")
 
