@@ -48,14 +48,14 @@ class Preset:
 # pinned (batch norm, augmentation, cosine decay, label smoothing), the rest searched.
 GOOD_V2 = {
     "conv_blocks": {"fixed": 4},
-    "base_filters": {"values": [32, 48]},
+    "base_filters": {"fixed": 32},
     "filter_growth": {"fixed": 2.0},
     "batch_norm": {"fixed": True},
     "one_by_one_conv": {"fixed": False},
     "downsampling": {"fixed": "max_pool"},
     "head": {"values": ["gap", "gap_dense"]},
     "dense_units": {"fixed": 128},
-    "dropout": {"values": [0.2, 0.3, 0.4]},
+    "dropout": {"values": [0.2, 0.3]},
     "augmentation": {"fixed": True},
     "learning_rate": {"min": 1e-3, "max": 3e-3},
     "lr_schedule": {"fixed": "cosine"},
@@ -77,16 +77,23 @@ PRESETS = {
         tuner={
             "algorithm": "random",
             "max_trials": 3,
-            "epochs": 24,
+            "epochs": 20,
             "batch_size": 32,
-            "patience": 8,
+            "patience": 6,
             "seed": 1,
         },
     ),
     "gpu192": Preset(
         image_size=192,
         test_fraction=0.15,
-        space={"version": 2, "hyperparameters": {**GOOD_V2, "conv_blocks": {"values": [5, 6]}}},
+        space={
+            "version": 2,
+            "hyperparameters": {
+                **GOOD_V2,
+                "conv_blocks": {"values": [5, 6]},
+                "base_filters": {"values": [32, 48]},
+            },
+        },
         tuner={
             "algorithm": "random",
             "max_trials": 4,
