@@ -144,6 +144,8 @@ def split_photos(source: Path, destination: Path, preset: Preset) -> tuple[Path,
 def search_body(preset: Preset, train: Path) -> dict[str, Any]:
     """The body of ``POST /v1/searches``."""
     return {
+        # Once the service takes dataset.test_path (issue 3's data side), adding
+        # "test_path": str(test) here makes it score every exported model on the same photos.
         "dataset": {"path": str(train), "image_size": preset.image_size, "seed": 0},
         "space": preset.space,
         "tuner": preset.tuner,
