@@ -16,11 +16,9 @@ import keras_tuner
 import numpy as np
 from keras import layers
 
-from search_spaces.codelab_v2_hyperparameters import DENSE_HEADS
+from search_spaces.codelab_v2_hyperparameters import DENSE_HEADS, block_filters
 from search_spaces.limits import check_buildable
 from service.specs import CodelabV2Space
-
-MAX_FILTERS = 512
 
 
 class CodelabV2HyperModel(keras_tuner.HyperModel):
@@ -64,9 +62,7 @@ class CodelabV2HyperModel(keras_tuner.HyperModel):
             x = self._augmentation(chosen["rotation"], chosen["zoom"], chosen["contrast"])(x)
         x = layers.Rescaling(1 / 255)(x)
         for block in range(chosen["conv_blocks"]):
-            filters = min(
-                round(chosen["base_filters"] * chosen["filter_growth"] ** block), MAX_FILTERS
-            )
+            filters = block_filters(chosen["base_filters"], chosen["filter_growth"], block)
             x = _conv(x, filters, 3, 1, chosen["batch_norm"])
             if chosen["one_by_one_conv"]:
                 x = _conv(x, max(filters // 2, 1), 1, 1, chosen["batch_norm"])

@@ -11,6 +11,12 @@ from search_spaces.hyperparameters import Hyperparameter
 
 DENSE_HEADS = ("flatten_dense", "gap_dense")
 MAX_CONV_BLOCKS = 6
+MAX_FILTERS = 512
+
+
+def block_filters(base_filters: int, filter_growth: float, block: int) -> int:
+    """The filters of conv block ``block`` (from 0)."""
+    return min(round(base_filters * filter_growth**block), MAX_FILTERS)
 
 
 def _augmentation(name: str, default: float, most: float, description: str) -> Hyperparameter:

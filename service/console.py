@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from search_spaces.codelab_v2_hyperparameters import block_filters
 from service.client import NasClient
 
 ACTIVE = {"queued", "running"}
@@ -24,8 +25,14 @@ def describe_architecture(hyperparameters: dict[str, Any]) -> str:
     blocks = int(hyperparameters.get("conv_blocks", 0))
     convs = []
     for block in range(blocks):
-        filters = hyperparameters.get(f"filters_{block}", "?")
-        one_by_one = "(1x1)" if hyperparameters.get(f"one_by_one_{block}") else ""
+        if "base_filters" in hyperparameters:  # version 2: filters grow per block
+            filters = block_filters(
+                hyperparameters["base_filters"], hyperparameters["filter_growth"], block
+            )
+            one_by_one = "(1x1)" if hyperparameters.get("one_by_one_conv") else ""
+        else:
+            filters = hyperparameters.get(f"filters_{block}", "?")
+            one_by_one = "(1x1)" if hyperparameters.get(f"one_by_one_{block}") else ""
         convs.append(f"{filters}{one_by_one}")
     head = str(hyperparameters.get("head", "?"))
     if "dense_units" in hyperparameters and head != "gap":

@@ -15,6 +15,7 @@ import pytest
 from search_spaces import build_hypermodel
 from search_spaces.codelab_v2_hyperparameters import HYPERPARAMETERS
 from service.artifacts import ModelArtifacts
+from service.console import describe_architecture
 from service.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange, SpaceSpec
 from tests.flowers import copy_flowers_slice
 from tests.sampling import sampled_hyperparameters
@@ -192,3 +193,9 @@ def test_cosine_decay_spans_the_trials_steps() -> None:
     by_hyperband = decay_steps(hypermodel.build(hp))
 
     assert (plain, by_hyperband) == (21, 35)
+
+
+def test_the_leaderboard_describes_version_2_architectures() -> None:
+    _, hp = build(v2(one_by_one_conv={"fixed": True}, filter_growth={"fixed": 1.5}))
+
+    assert describe_architecture(hp.values) == ("32(1x1)→48(1x1)→72(1x1)→108(1x1) | gap | lr 0.002")
