@@ -10,11 +10,10 @@ import glob
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker.tf_flowers import TF_FLOWERS_CLASSES
-
 from service.field_errors import field_error
 from service.specs import DatasetSpec
 from worker.datasets import DatasetError, FolderScan, scan_folder
+from worker.tf_flowers import TF_FLOWERS_CLASSES
 
 OUTSIDE_ROOTS = "must lie inside one of the configured data roots (NAS_DATA_ROOTS)"
 GLOB_CHARACTERS = frozenset("*?[")
