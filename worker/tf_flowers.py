@@ -61,9 +61,15 @@ def _download(url: str, destination: Path, timeout_seconds: float) -> None:
             destination.open("wb") as out,
         ):
             shutil.copyfileobj(response, out, _CHUNK_BYTES)
+    except urllib.error.HTTPError as error:
+        raise DatasetError(_unavailable(url, f"HTTP {error.code} {error.reason}")) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
-        raise DatasetError(
-            f"cannot download tf_flowers from {url}: {reason} (is the worker offline? "
-            "set NAS_TF_FLOWERS_URL to a reachable copy, or give a dataset.path)"
-        ) from None
+        raise DatasetError(_unavailable(url, f"{reason} (is the worker offline?)")) from None
+
+
+def _unavailable(url: str, reason: str) -> str:
+    return (
+        f"cannot download tf_flowers from {url}: {reason}; set NAS_TF_FLOWERS_URL to a "
+        "reachable copy of the archive, or give dataset.path"
+    )
