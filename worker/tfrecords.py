@@ -38,10 +38,15 @@ def load_tfrecords(
 
     Raises:
         DatasetError: no shard matches, a record lacks a feature, a class index is out of
-            range, or a class has no readable image.
+            range, or a class has no readable image; or TensorFlow is not installed.
     """
-    import tensorflow as tf
-
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise DatasetError(
+            "reading TFRecord shards needs TensorFlow, which this worker lacks "
+            "(install the tensorflow extra, or give a folder of photos)"
+        ) from None
     try:
         shards = sorted(tf.io.gfile.glob(pattern))
     except tf.errors.OpError as error:
