@@ -99,7 +99,9 @@ def _checked_tfrecords(pattern: str, data_roots: list[Path], data_buckets: Seque
     fixed = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), len(parts))
     folder = resolve_inside_roots(str(Path(*parts[:fixed])) if fixed else ".", data_roots, loc)
     resolved = str(folder.joinpath(*parts[fixed:]))
-    shards = [Path(match) for match in glob.glob(resolved) if Path(match).is_file()]
+    # Hidden files too: TensorFlow's glob, which the worker lists shards with, matches them.
+    matches = glob.glob(resolved, include_hidden=True)
+    shards = [Path(match) for match in matches if Path(match).is_file()]
     if not shards:
         raise field_error(loc, "matches no file", pattern)
     if not all(_inside(shard.resolve(), data_roots) for shard in shards):

@@ -5,6 +5,7 @@ only, so they need no worker."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     write_shards(flowers, outside / "shards")
     (root / "linked").mkdir()
     (root / "linked" / "a.tfrec").symlink_to(outside / "shards" / "flowers-00-of-02.tfrec")
+    hidden = root / "hidden-link"
+    shutil.copytree(root / "shards", hidden)
+    (hidden / ".z.tfrec").symlink_to(outside / "shards" / "flowers-00-of-02.tfrec")
     return Tree(root=root, outside=outside)
 
 
@@ -129,6 +133,11 @@ REFUSED: dict[str, tuple[Callable[[Tree], dict], str, str]] = {
     ),
     "glob matching a link to an outside shard": (
         lambda t: {"tfrecords": f"{t.root}/linked/*.tfrec"},
+        "tfrecords",
+        OUTSIDE,
+    ),
+    "glob matching a hidden link to an outside shard": (
+        lambda t: {"tfrecords": f"{t.root}/hidden-link/*.tfrec"},
         "tfrecords",
         OUTSIDE,
     ),
