@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.exceptions import RequestValidationError
 
+from service.field_errors import field_problem
 from service.settings import Settings
 from service.specs import SearchSpec
-from service.submission import field_problem
 
 
 def check_caps(spec: SearchSpec, settings: Settings) -> None:

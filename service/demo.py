@@ -5,7 +5,6 @@ leaderboard and the best model, and says how to make a token of your own."""
 from __future__ import annotations
 
 import os
-import tarfile
 import time
 from pathlib import Path
 
@@ -21,43 +20,22 @@ from service.tokens import FIRST_TOKEN_HINT, issue_token
 
 DEMO_OWNER = "demo"
 
-TF_FLOWERS_URL = (
-    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
-)
 
-
-def download_tf_flowers(destination: Path) -> Path:
-    """Fetch the tf_flowers photos (3,670 JPEGs in 5 class folders) unless already there."""
-    folder = destination / "flower_photos"
-    if folder.is_dir():
-        return folder
-    import keras
-
-    archive = keras.utils.get_file(
-        "flower_photos.tgz", TF_FLOWERS_URL, cache_dir=str(destination), cache_subdir="."
-    )
-    with tarfile.open(archive) as tar:
-        tar.extractall(destination, filter="data")
-    return folder
-
-
-def resolve_data_dir(data_dir: Path | None, settings: Settings, console: Console) -> Path:
-    """The argument, else NAS_DATA_DIR, else tf_flowers downloaded under ``var/data``."""
+def resolve_data_dir(data_dir: Path | None) -> Path | None:
+    """The argument, else NAS_DATA_DIR, else None: the worker then downloads tf_flowers."""
     if data_dir is None and os.environ.get("NAS_DATA_DIR"):
         data_dir = Path(os.environ["NAS_DATA_DIR"])
-    if data_dir is None:
-        console.print("No data folder given: downloading tf_flowers ...")
-        data_dir = download_tf_flowers(settings.cache_dir.parent / "data")
-    return data_dir.expanduser().resolve()
+    return None if data_dir is None else data_dir.expanduser().resolve()
 
 
 def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs: int) -> int:
     """Run the demo; returns the process exit code (0 when the search succeeded)."""
     console = Console()
     settings = get_settings()
-    data_dir = resolve_data_dir(data_dir, settings, console)
+    data_dir = resolve_data_dir(data_dir)
+    extra_roots = [] if data_dir is None else [data_dir]
     settings = settings.model_copy(
-        update={"data_roots": [*settings.data_roots, data_dir], "port": free_port()}
+        update={"data_roots": [*settings.data_roots, *extra_roots], "port": free_port()}
     )
     store = create_store(settings.database_url)
     migrate(store.engine)
@@ -78,7 +56,7 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
         with NasClient(base_url, token.secret) as client:
             wait_until(lambda: _healthy(client, api), 60, "the API to start")
             body = {
-                "dataset": {"path": str(data_dir), "image_size": image_size},
+                "dataset": _dataset(data_dir, image_size),
                 "space": {
                     "version": 2,
                     "hyperparameters": {"conv_blocks": {"max": 4 if image_size < 128 else 5}},
@@ -87,7 +65,10 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
                 "export_top_k": 3,
             }
             search = client.submit(body)
-            console.print(f"Submitted search [bold]{search['id']}[/] on {data_dir}")
+            console.print(
+                f"Submitted search [bold]{search['id']}[/] on "
+                f"{data_dir or 'tf_flowers (the worker downloads it once)'}"
+            )
             search = follow(client, search["id"], console, interval=1.0)
             board = client.leaderboard(search["id"])
             console.print(leaderboard_table(board))
@@ -98,6 +79,11 @@ def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs:
         stop_process(api)
         store.revoke_token(token.record.id)
         store.dispose()
+
+
+def _dataset(data_dir: Path | None, image_size: int) -> dict:
+    source = {"name": "tf_flowers"} if data_dir is None else {"path": str(data_dir)}
+    return {**source, "image_size": image_size}
 
 
 def _healthy(client: NasClient, api: object) -> bool:

@@ -26,6 +26,19 @@ class Settings(BaseSettings):
         default_factory=lambda: [Path("data")],
         description="Folders (separated by the OS path separator) that datasets must lie in.",
     )
+    data_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Cloud Storage buckets (comma-separated names) whose gs:// TFRecord globs "
+        "searches may read; empty refuses every gs:// dataset.",
+    )
+    tf_flowers_url: str = Field(
+        default="https://storage.googleapis.com/download.tensorflow.org/example_images/"
+        "flower_photos.tgz",
+        description="Where a worker downloads the tf_flowers archive from (once per cache).",
+    )
+    download_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Socket timeout of dataset downloads."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     poll_interval_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling.")
@@ -88,6 +101,13 @@ class Settings(BaseSettings):
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    @field_validator("data_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     def resolved_data_roots(self) -> list[Path]:

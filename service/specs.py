@@ -8,7 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError, ValidationError
 
 from search_spaces.codelab_v2_hyperparameters import HYPERPARAMETERS as CODELAB_V2_HYPERPARAMETERS
@@ -18,6 +25,8 @@ Head = Literal["flatten_dense", "gap", "gap_dense"]
 Algorithm = Literal["random", "bayesian", "hyperband"]
 Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 Objective = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
+#: The keys of a dataset that say where its photos come from; a dataset has exactly one.
+SOURCES = ("path", "tfrecords", "name")
 
 
 class _Strict(BaseModel):
@@ -25,15 +34,74 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    """A folder holding one subfolder of images per class."""
+    """Where the photos come from (exactly one of ``path``, ``tfrecords``, ``name``), how they
+    are sized and how they are split into training, validation and test photos."""
 
-    path: str = Field(min_length=1, description="Folder of class subfolders of images.")
+    path: str | None = Field(None, min_length=1, description="Folder of class subfolders.")
+    tfrecords: str | None = Field(
+        None,
+        min_length=1,
+        description="Glob of TFRecord shards (features image: JPEG bytes, class: int64), "
+        "local or gs://.",
+    )
+    name: Literal["tf_flowers"] | None = Field(
+        None, description="A public dataset the worker downloads once."
+    )
+    class_names: list[str] | None = Field(
+        None, min_length=2, description="Names of the TFRecord class indices (default 0..n-1)."
+    )
+    test_path: str | None = Field(
+        None,
+        min_length=1,
+        description="Folder of class subfolders (the training classes) that no trial sees.",
+    )
+    test_split: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Share of each class held out as test photos."
+    )
     image_size: int = Field(192, ge=16, le=512, description="Images are cropped to fill a square.")
     validation_split: float = Field(0.2, gt=0.0, lt=1.0)
-    seed: int = Field(0, ge=0, description="Seed of the stratified train/validation split.")
+    seed: int = Field(0, ge=0, description="Seed of the stratified test and validation splits.")
     max_images_per_class: int | None = Field(
         None, ge=2, description="Use at most this many images of each class (quick searches)."
     )
+
+    # Field validators see the fields declared before theirs in ``info.data``: each conflict
+    # is reported on the later field, so the 422 names it.
+    @field_validator("tfrecords", "name")
+    @classmethod
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and any(info.data.get(key) for key in SOURCES):
+            raise ValueError(f"give only one of {', '.join(f'dataset.{s}' for s in SOURCES)}")
+        return value
+
+    @field_validator("class_names")
+    @classmethod
+    def _names_of_tfrecords(cls, value: list[str] | None, info: ValidationInfo) -> list | None:
+        if value is None:
+            return None
+        if not info.data.get("tfrecords"):
+            raise ValueError("only TFRecord datasets take class_names (folders name their own)")
+        if len(set(value)) != len(value) or not all(name.strip() for name in value):
+            raise ValueError("class names must be distinct and not blank")
+        return value
+
+    @field_validator("test_split")
+    @classmethod
+    def _one_test_set(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("test_path"):
+            raise ValueError("give dataset.test_path or dataset.test_split, not both")
+        return value
+
+    @model_validator(mode="after")
+    def _some_source(self) -> DatasetSpec:
+        if self.source is None:
+            raise ValueError("give one of dataset.path, dataset.tfrecords or dataset.name")
+        return self
+
+    @property
+    def source(self) -> str | None:
+        """Which of ``path``, ``tfrecords`` and ``name`` gives the photos."""
+        return next((key for key in SOURCES if getattr(self, key)), None)
 
 
 def _distinct_sorted(values: list) -> list:
@@ -224,7 +292,7 @@ def hyperband_trials(max_epochs: int, factor: int) -> int:
 
 
 class SearchSpec(_Strict):
-    """The body of ``POST /v1/searches``: every key but ``dataset.path`` has a default."""
+    """The body of ``POST /v1/searches``: every key but the dataset's source has a default."""
 
     dataset: DatasetSpec
     space: SpaceSpec = Field(

@@ -20,8 +20,9 @@ def flower_classes() -> list[str]:
     return sorted(entry.name for entry in FLOWERS.iterdir() if entry.is_dir())
 
 
-def copy_flowers_slice(dest: Path, per_class: int, classes: int = 5) -> Path:
-    """Copy the first ``per_class`` photos (by name) of the first ``classes`` classes to ``dest``.
+def copy_flowers_slice(dest: Path, per_class: int, classes: int = 5, start: int = 0) -> Path:
+    """Copy ``per_class`` photos (by name, from the ``start``-th) of the first ``classes`` classes
+    to ``dest``; slices with different ``start``s share no photo.
 
     ``dest`` is created if needed and gets one subfolder per class, like ``FLOWERS``; it is
     returned, ready to pass to ``worker.datasets.scan_folder``.
@@ -31,10 +32,10 @@ def copy_flowers_slice(dest: Path, per_class: int, classes: int = 5) -> Path:
         raise ValueError(f"classes must be between 1 and {len(names)}, got {classes}")
     for name in names[:classes]:
         photos = sorted(FLOWERS.joinpath(name).glob("*.jpg"))
-        if len(photos) < per_class:
-            raise ValueError(f"{name} has {len(photos)} photos, fewer than {per_class}")
+        if len(photos) < start + per_class:
+            raise ValueError(f"{name} has {len(photos)} photos, fewer than {start + per_class}")
         folder = dest / name
         folder.mkdir(parents=True, exist_ok=True)
-        for photo in photos[:per_class]:
+        for photo in photos[start : start + per_class]:
             shutil.copy2(photo, folder / photo.name)
     return dest

@@ -176,6 +176,36 @@ def test_models_are_replaced_and_ranked(store: Store) -> None:
     ]
 
 
+def test_test_accuracy_of_exported_models_shows_on_their_trials(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    lease = store.claim_next("w1", 30)
+    assert lease is not None
+    for trial_id, score in (("0", 0.5), ("1", 0.8), ("2", 0.6)):
+        store.start_trial(lease, trial_id, {})
+        store.finish_trial(lease, trial_id, status=TrialStatus.COMPLETED, score=score, seconds=1.0)
+    exported = [
+        ExportedModel(
+            search_id=search_id,
+            rank=rank,
+            trial_id=trial_id,
+            score=score,
+            params=10,
+            formats=("keras",),
+            created_at=datetime.now(UTC),
+            test_accuracy=accuracy,
+        )
+        for rank, trial_id, score, accuracy in ((1, "1", 0.8, 0.75), (2, "2", 0.6, 0.5))
+    ]
+    store.record_models(lease, exported)
+
+    assert [m.test_accuracy for m in store.list_models(search_id)] == [0.75, 0.5]
+    trials = {trial.trial_id: trial.test_accuracy for trial in store.list_trials(search_id)}
+    assert trials == {"0": None, "1": 0.75, "2": 0.5}
+    search = store.get_search(search_id)
+    assert search is not None and search.best_trial is not None
+    assert (search.best_trial.trial_id, search.best_trial.test_accuracy) == ("1", 0.75)
+
+
 def test_finish_requires_terminal_status(store: Store) -> None:
     queue(store, 1)
     lease = store.claim_next("w1", 30)

@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,15 +118,31 @@ def load_images(scan: FolderScan, image_size: int, cache_dir: Path | None) -> Im
     Raises:
         DatasetError: a class has no readable image.
     """
-    cache_file = None if cache_dir is None else cache_dir / f"{_cache_key(scan, image_size)}.npz"
+    return cached_image_set(
+        cache_dir, _cache_key(scan, image_size), lambda: _decode(scan, image_size)
+    )
+
+
+def cached_image_set(cache_dir: Path | None, key: str, decode: Callable[[], ImageSet]) -> ImageSet:
+    """The image set cached under ``key`` in ``cache_dir``; else ``decode()``'s, cached there.
+
+    ``key`` must change whenever the decoded images would (see :func:`cache_key`).
+    """
+    cache_file = None if cache_dir is None else cache_dir / f"{key}.npz"
     if cache_file is not None:
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
-    image_set = _decode(scan, image_size)
+    image_set = decode()
     if cache_file is not None:
         _write_cache(cache_file, image_set)
     return image_set
+
+
+def cache_key(*parts: object) -> str:
+    """A cache key of JSON-serialisable ``parts`` and the decoder's format version."""
+    payload = json.dumps([CACHE_FORMAT, *parts])
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def stratified_split(
@@ -149,6 +166,25 @@ def stratified_split(
         validation.append(members[:held_out])
         train.append(members[held_out:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+
+
+def three_way_split(
+    labels: np.ndarray, test_split: float | None, validation_split: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, validation, test) indices into ``labels``.
+
+    With ``test_split``, a share of each class is held out as test images first (see
+    :func:`stratified_split`), then the rest is split into training and validation images;
+    without, the test indices are empty. Both splits are stratified and seeded by ``seed``.
+    """
+    labels = np.asarray(labels)
+    rest, test = (
+        stratified_split(labels, test_split, seed)
+        if test_split is not None
+        else (np.arange(len(labels)), np.arange(0))
+    )
+    train, validation = stratified_split(labels[rest], validation_split, seed)
+    return rest[train], rest[validation], test
 
 
 def _hidden(entry: Path) -> bool:
@@ -176,8 +212,7 @@ def _cache_key(scan: FolderScan, image_size: int) -> str:
         except OSError:
             # A file gone since the scan is skipped by the decoder; the key must still differ.
             entries.append([_relative(scan, file), None, None])
-    payload = json.dumps([CACHE_FORMAT, image_size, list(scan.class_names), entries])
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return cache_key(image_size, list(scan.class_names), entries)
 
 
 def _decode(scan: FolderScan, image_size: int) -> ImageSet:

@@ -17,9 +17,11 @@ from typing import Any
 
 import keras
 import keras_tuner
+import numpy as np
 
 from service.artifacts import ModelArtifacts, SearchArtifacts
 from service.store import ExportedModel
+from worker.datasets import ImageSet
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,11 @@ def export_best_models(
     artifacts: SearchArtifacts,
     class_names: Sequence[str],
     image_size: int,
+    test: ImageSet | None = None,
+    batch_size: int = 32,
 ) -> list[ExportedModel]:
-    """Write the ``top_k`` best completed trials' models and describe them."""
+    """Write the ``top_k`` best completed trials' models and describe them; with ``test``
+    photos, each model's accuracy on them is measured too."""
     exported = []
     # KerasTuner pads its best trials with unfinished ones when fewer than top_k completed
     # (a search cancelled in its first trial): those have no checkpoint to export.
@@ -67,10 +72,17 @@ def export_best_models(
                 params=model.count_params(),
                 formats=tuple(formats),
                 created_at=datetime.now(UTC),
+                test_accuracy=None if test is None else test_accuracy(model, test, batch_size),
             )
         )
         log.info("exported trial %s as rank %d (%s)", trial.trial_id, rank, ", ".join(formats))
     return exported
+
+
+def test_accuracy(model: keras.Model, test: ImageSet, batch_size: int) -> float:
+    """The share of the test photos whose most probable class is their own."""
+    probabilities = model.predict(test.images, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(probabilities, axis=-1) == test.labels))
 
 
 def export_model(

@@ -7,12 +7,10 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner
-import numpy as np
 
 from search_spaces import build_hypermodel
 from service.artifacts import SearchArtifacts
@@ -20,11 +18,12 @@ from service.settings import Settings
 from service.specs import SearchSpec
 from service.store import Lease, LeaseLostError, SearchStatus, Store
 from worker.batching import full_batches, validation_batch_size
-from worker.datasets import ImageSet, load_images, scan_folder, stratified_split
+from worker.datasets import ImageSet
 from worker.export import export_best_models
 from worker.hardware import Placement, choose_precision, select_placement
 from worker.journal import TrialJournal
 from worker.parallel import trial_processes
+from worker.search_data import SearchData, load_search_data
 from worker.signals import Interruptions
 from worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted, build_tuner
 
@@ -38,28 +37,32 @@ class SearchSetup:
     spec: SearchSpec
     placement: Placement
     precision: str
-    images: ImageSet
-    train: np.ndarray
-    validation: np.ndarray
+    data: SearchData
     artifacts: SearchArtifacts
     journal: TrialJournal
     tuner: keras_tuner.Tuner
     full_batches: bool
 
+    @property
+    def images(self) -> ImageSet:
+        """The training and validation photos (and the test photos of a ``test_split``)."""
+        return self.data.images
+
     def fit_arguments(self) -> dict[str, Any]:
         """What ``tuner.search`` passes on to ``model.fit``."""
         images, labels = self.images.images, self.images.labels
+        validation = self.data.validation
         batch_size = self.spec.tuner.batch_size
-        train, validation_batch = self.train, batch_size
+        train, validation_batch = self.data.train, batch_size
         if self.full_batches:
             train = full_batches(train, batch_size, self.spec.dataset.seed)
             validation_batch = validation_batch_size(
-                len(self.validation), self.spec.dataset.image_size, batch_size
+                len(validation), self.spec.dataset.image_size, batch_size
             )
         return {
             "x": images[train],
             "y": labels[train],
-            "validation_data": (images[self.validation], labels[self.validation]),
+            "validation_data": (images[validation], labels[validation]),
             "epochs": self.spec.tuner.epochs,
             "batch_size": batch_size,
             "validation_batch_size": validation_batch,
@@ -101,18 +104,14 @@ def prepare_search(
         # Weights, augmentation and shuffling too, not only the oracle's draws.
         keras.utils.set_random_seed(spec.tuner.seed)
 
-    scan = scan_folder(Path(spec.dataset.path), spec.dataset.max_images_per_class)
-    images = load_images(scan, spec.dataset.image_size, settings.cache_dir)
-    train, validation = stratified_split(
-        images.labels, spec.dataset.validation_split, spec.dataset.seed
-    )
+    data = load_search_data(spec.dataset, settings)
     artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
     journal = TrialJournal(store, lease, spec.objective)
     hypermodel = build_hypermodel(
         spec.space,
         spec.dataset.image_size,
-        len(images.class_names),
-        steps_per_epoch=math.ceil(len(train) / spec.tuner.batch_size),
+        len(data.images.class_names),
+        steps_per_epoch=math.ceil(len(data.train) / spec.tuner.batch_size),
         epochs=spec.tuner.epochs,
     )
     tuner = build_tuner(
@@ -129,9 +128,7 @@ def prepare_search(
         spec,
         placement,
         precision,
-        images,
-        train,
-        validation,
+        data,
         artifacts,
         journal,
         tuner,
@@ -178,6 +175,8 @@ def run_search(
         artifacts=setup.artifacts,
         class_names=setup.images.class_names,
         image_size=spec.dataset.image_size,
+        test=setup.data.test,
+        batch_size=spec.tuner.batch_size,
     )
     store.record_models(lease, models)
     if outcome == SearchStatus.SUCCEEDED and not models:
@@ -188,31 +187,24 @@ def run_search(
 
 
 def _record_run_context(store: Store, lease: Lease, setup: SearchSetup, in_flight: int) -> None:
-    placement, images = setup.placement, setup.images
+    placement, data = setup.placement, setup.data
     store.record_run_context(
         lease,
         accelerator=placement.accelerator.as_dict(),
         precision=setup.precision,
-        dataset_info={
-            "class_names": list(images.class_names),
-            "images": len(images.labels),
-            "train_images": len(setup.train),
-            "validation_images": len(setup.validation),
-            "skipped_images": len(images.skipped),
-            "skipped_files": list(images.skipped[:20]),
-            "from_cache": images.from_cache,
-        },
+        dataset_info=data.info(),
     )
     log.info(
         "training on %s (%s, %d replicas) in %s, %d trial(s) at a time: "
-        "%d train / %d validation images",
+        "%d train / %d validation / %d test images",
         placement.accelerator.platform,
         placement.accelerator.strategy,
         placement.accelerator.replicas,
         setup.precision,
         in_flight,
-        len(setup.train),
-        len(setup.validation),
+        len(data.train),
+        len(data.validation),
+        0 if data.test is None else len(data.test.labels),
     )
 
 

@@ -46,6 +46,7 @@ class TrialOut(BaseModel):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    test_accuracy: float | None = None
 
     @classmethod
     def of(cls, trial: TrialRecord, rank: int | None) -> TrialOut:
@@ -62,6 +63,7 @@ class TrialOut(BaseModel):
             error=trial.error,
             started_at=trial.started_at,
             finished_at=trial.finished_at,
+            test_accuracy=trial.test_accuracy,
         )
 
 
@@ -142,6 +144,7 @@ class ModelOut(BaseModel):
     rank: int
     trial_id: str
     score: float | None
+    test_accuracy: float | None
     params: int
     formats: list[str]
     created_at: datetime
@@ -155,6 +158,7 @@ class ModelOut(BaseModel):
             rank=model.rank,
             trial_id=model.trial_id,
             score=model.score,
+            test_accuracy=model.test_accuracy,
             params=model.params,
             formats=list(model.formats),
             created_at=model.created_at,

@@ -68,6 +68,9 @@ class TrialRecord:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    #: The test accuracy of the trial's exported model; None unless it was exported with
+    #: test photos to measure.
+    test_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class ExportedModel:
     params: int
     formats: tuple[str, ...]
     created_at: datetime
+    #: Accuracy on the search's test photos, which no trial saw; None without any.
+    test_accuracy: float | None = None
 
 
 @dataclass(frozen=True)

@@ -488,6 +488,7 @@ class Store:
                     params=model.params,
                     formats=list(model.formats),
                     created_at=model.created_at,
+                    test_accuracy=model.test_accuracy,
                 )
                 for model in models
             )
@@ -508,6 +509,7 @@ class Store:
                     params=row.params,
                     formats=tuple(row.formats),
                     created_at=row.created_at,
+                    test_accuracy=row.test_accuracy,
                 )
                 for row in rows
             ]
@@ -688,9 +690,19 @@ def _trials_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[Tr
         .where(TrialRow.search_id.in_(search_ids))
         .order_by(TrialRow.started_at, TrialRow.trial_id)
     ).all()
+    # A trial's exported model, if any, carries its accuracy on the search's test photos.
+    tested = {
+        (search_id, trial_id): accuracy
+        for search_id, trial_id, accuracy in session.execute(
+            select(ModelRow.search_id, ModelRow.trial_id, ModelRow.test_accuracy).where(
+                ModelRow.search_id.in_(search_ids), ModelRow.test_accuracy.is_not(None)
+            )
+        )
+    }
     grouped: dict[str, list[TrialRecord]] = {}
     for row in rows:
-        grouped.setdefault(row.search_id, []).append(_trial_record(row))
+        test_accuracy = tested.get((row.search_id, row.trial_id))
+        grouped.setdefault(row.search_id, []).append(_trial_record(row, test_accuracy))
     return grouped
 
 
@@ -735,7 +747,7 @@ def _load_record(session: Session, row: SearchRow) -> SearchRecord:
     return _search_record(row, trials, _attempts_of(session, [row.id]).get(row.id, []))
 
 
-def _trial_record(row: TrialRow) -> TrialRecord:
+def _trial_record(row: TrialRow, test_accuracy: float | None) -> TrialRecord:
     return TrialRecord(
         search_id=row.search_id,
         trial_id=row.trial_id,
@@ -749,6 +761,7 @@ def _trial_record(row: TrialRow) -> TrialRecord:
         error=row.error,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        test_accuracy=test_accuracy,
     )
 
 

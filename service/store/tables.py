@@ -99,6 +99,7 @@ class ModelRow(Base):
     params: Mapped[int] = mapped_column(Integer)
     formats: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    test_accuracy: Mapped[float | None] = mapped_column(Float)
 
 
 class WorkerRow(Base):

@@ -66,7 +66,7 @@ def submit_search(
             response.headers["Idempotent-Replayed"] = "true"
             return SearchOut.of(earlier.search)
         check_caps(spec, settings)
-        checked = check_submission(spec, settings.resolved_data_roots())
+        checked = check_submission(spec, settings.resolved_data_roots(), settings.data_buckets)
         submission = store.create_search(
             checked.model_dump(mode="json"),
             trials_planned=checked.tuner.planned_trials(),
@@ -134,8 +134,8 @@ def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
     | error_responses(404),
 )
 def get_leaderboard_csv(search: SearchDep, store: StoreDep) -> Response:
-    """The leaderboard as a CSV download: rank, trial_id, status, score, params, epochs,
-    seconds, then one ``hp_NAME`` column per hyperparameter."""
+    """The leaderboard as a CSV download: rank, trial_id, status, score, test_accuracy,
+    params, epochs, seconds, then one ``hp_NAME`` column per hyperparameter."""
     return Response(
         leaderboard_csv(_ranked_trials(search, store)),
         media_type="text/csv; charset=utf-8",
