@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import FLOWERS, running_service
+from search_spaces.codelab_v2_hyperparameters import SMALL_DATA_FOCUS
 
 
 @dataclass(frozen=True)
@@ -36,24 +37,6 @@ class Preset:
     parallel_trials: int = 1
 
 
-# Version 2 of the codelab space around its defaults: what trains well on small data is
-# pinned (batch norm, augmentation, cosine decay, label smoothing), the rest searched.
-GOOD_V2 = {
-    "conv_blocks": {"fixed": 4},
-    "base_filters": {"fixed": 32},
-    "filter_growth": {"fixed": 2.0},
-    "batch_norm": {"fixed": True},
-    "one_by_one_conv": {"fixed": False},
-    "downsampling": {"fixed": "max_pool"},
-    "head": {"values": ["gap", "gap_dense"]},
-    "dense_units": {"fixed": 128},
-    "dropout": {"values": [0.2, 0.3]},
-    "augmentation": {"fixed": True},
-    "learning_rate": {"min": 1e-3, "max": 3e-3},
-    "lr_schedule": {"fixed": "cosine"},
-    "label_smoothing": {"fixed": 0.1},
-}
-
 PRESETS = {
     "tiny": Preset(
         image_size=32,
@@ -65,7 +48,7 @@ PRESETS = {
     "cpu64": Preset(
         image_size=64,
         test_split=0.15,
-        space={"version": 2, "hyperparameters": GOOD_V2},
+        space={"version": 2, "hyperparameters": SMALL_DATA_FOCUS},
         tuner={
             "algorithm": "random",
             "max_trials": 3,
@@ -81,7 +64,7 @@ PRESETS = {
         space={
             "version": 2,
             "hyperparameters": {
-                **GOOD_V2,
+                **SMALL_DATA_FOCUS,
                 "conv_blocks": {"values": [5, 6]},
                 "base_filters": {"values": [32, 48]},
             },

@@ -118,3 +118,22 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         choices=(0.0, 0.1, 0.2),
     ),
 )
+
+#: ``space.hyperparameters`` of a request that pins what trains well on small data (batch
+#: norm, augmentation, cosine decay, label smoothing, 4 blocks of 32 to 256 filters) and
+#: searches the head, dropout and learning rate: a short search's space.
+SMALL_DATA_FOCUS = {
+    "conv_blocks": {"fixed": 4},
+    "base_filters": {"fixed": 32},
+    "filter_growth": {"fixed": 2.0},
+    "batch_norm": {"fixed": True},
+    "one_by_one_conv": {"fixed": False},
+    "downsampling": {"fixed": "max_pool"},
+    "head": {"values": ["gap", "gap_dense"]},
+    "dense_units": {"fixed": 128},
+    "dropout": {"values": [0.2, 0.3]},
+    "augmentation": {"fixed": True},
+    "learning_rate": {"min": 1e-3, "max": 3e-3},
+    "lr_schedule": {"fixed": "cosine"},
+    "label_smoothing": {"fixed": 0.1},
+}
