@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from search_spaces import build_hypermodel
-from search_spaces.codelab_v2_hyperparameters import HYPERPARAMETERS
+from search_spaces.codelab_v2_hyperparameters import HYPERPARAMETERS, SMALL_DATA_FOCUS
 from service.artifacts import ModelArtifacts
 from service.console import describe_architecture
 from service.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange, SpaceSpec
@@ -199,3 +199,13 @@ def test_the_leaderboard_describes_version_2_architectures() -> None:
     _, hp = build(v2(one_by_one_conv={"fixed": True}, filter_growth={"fixed": 1.5}))
 
     assert describe_architecture(hp.values) == ("32(1x1)→48(1x1)→72(1x1)→108(1x1) | gap | lr 0.002")
+
+
+def test_the_small_data_focus_is_a_corner_of_the_space() -> None:
+    space = CodelabV2Space.model_validate({"version": 2, "hyperparameters": SMALL_DATA_FOCUS})
+
+    model, hp = build(space)
+
+    assert hp.values["batch_norm"] is True and hp.values["augmentation"] is True
+    assert hp.values["label_smoothing"] == 0.1 and hp.values["conv_blocks"] == 4
+    assert decay_steps(model) == TRAINING["steps_per_epoch"] * TRAINING["epochs"]
