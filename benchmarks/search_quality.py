@@ -52,7 +52,7 @@ PRESETS = {
         tuner={
             "algorithm": "random",
             "max_trials": 3,
-            "epochs": 20,
+            "epochs": 24,
             "batch_size": 32,
             "patience": 6,
             "seed": 1,
