@@ -20,6 +20,9 @@ from search_spaces.codelab_v2_hyperparameters import DENSE_HEADS, block_filters
 from search_spaces.limits import check_buildable
 from service.specs import CodelabV2Space
 
+# The name of the layer that augments images in training; exports leave it out.
+AUGMENTATION_LAYER = "augmentation"
+
 
 class CodelabV2HyperModel(keras_tuner.HyperModel):
     """The space's models take raw RGB values in [0, 255] as an ``image`` input of shape
@@ -119,7 +122,7 @@ class CodelabV2HyperModel(keras_tuner.HyperModel):
             steps.append(layers.RandomZoom(zoom, fill_mode="reflect"))
         if contrast:
             steps.append(layers.RandomContrast(contrast, value_range=(0, 255)))
-        return keras.Sequential(steps, name="augmentation")
+        return keras.Sequential(steps, name=AUGMENTATION_LAYER)
 
 
 def _conv(x: keras.KerasTensor, filters: int, size: int, strides: int, batch_norm: bool) -> object:

@@ -91,7 +91,8 @@ def test_each_space_trains_on_real_photos_and_predicts_raw_images_the_same_twice
         "savedmodel = tf.saved_model.load(sys.argv[1] + '/export/savedmodel')\n"
         "served = savedmodel.serve(raw).numpy()\n"
         "loaded = keras.saving.load_model(sys.argv[1] + '/export/model.keras')\n"
-        "print(json.dumps([served.tolist(), loaded.predict(raw, verbose=0).tolist()]))\n"
+        "called = [np.asarray(loaded(raw)).tolist() for _ in range(2)]\n"
+        "print(json.dumps([served.tolist(), loaded.predict(raw, verbose=0).tolist(), *called]))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(tmp_path)],
@@ -102,9 +103,12 @@ def test_each_space_trains_on_real_photos_and_predicts_raw_images_the_same_twice
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    served, loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    served, loaded, *called = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(served, first, atol=1e-5)
     np.testing.assert_allclose(loaded, first, atol=1e-5)
+    # Called plainly, as users do, the exported model augments nothing either.
+    for probabilities in called:
+        np.testing.assert_allclose(probabilities, first, atol=1e-5)
 
 
 def test_version_2_defaults_are_the_declared_ones() -> None:

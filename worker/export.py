@@ -19,6 +19,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from search_spaces.codelab_v2 import AUGMENTATION_LAYER
 from service.artifacts import ModelArtifacts, SearchArtifacts
 from service.store import ExportedModel
 from worker.datasets import ImageSet
@@ -79,6 +80,30 @@ def export_best_models(
     return exported
 
 
+def serving_model(model: keras.Model) -> keras.Model:
+    """The trained model without its training-only augmentation, sharing its weights.
+
+    Keras's random preprocessing layers transform their input whenever they are called without
+    ``training=False``: a user calling a downloaded model as ``model(images)`` would otherwise
+    get the predictions of randomly flipped, rotated and zoomed images.
+    """
+    if AUGMENTATION_LAYER not in {layer.name for layer in model.layers}:
+        return model
+
+    def without_augmentation(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if layer.name == AUGMENTATION_LAYER:
+            # A Sequential, as the augmentation is: its call takes the same arguments.
+            return keras.Sequential([keras.layers.Identity()], name="no_augmentation")
+        return layer  # the trained layer itself, weights and all
+
+    served = keras.models.clone_model(model, clone_function=without_augmentation)
+    optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+    served.compile(optimizer=optimizer, loss=model.loss, metrics=["accuracy"])
+    # Built, so the .keras file loads without an optimizer-mismatch warning.
+    optimizer.build(served.trainable_variables)
+    return served
+
+
 def test_accuracy(model: keras.Model, test: ImageSet, batch_size: int) -> float:
     """The share of the test photos whose most probable class is their own."""
     probabilities = model.predict(test.images, batch_size=batch_size, verbose=0)
@@ -88,7 +113,8 @@ def test_accuracy(model: keras.Model, test: ImageSet, batch_size: int) -> float:
 def export_model(
     model: keras.Model, files: ModelArtifacts, class_names: Sequence[str], image_size: int
 ) -> list[str]:
-    """Write one model's files; returns the download formats written."""
+    """Write one model's files, without training-only layers; returns the formats written."""
+    model = serving_model(model)
     files.class_names_file.write_text(json.dumps(list(class_names)), encoding="utf-8")
     files.summary_file.write_text(summary_text(model), encoding="utf-8")
     model.save(files.keras_file)
