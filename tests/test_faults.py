@@ -231,6 +231,7 @@ def postgres_cluster(action: str) -> None:
     )
 
 
+@pytest.mark.serial
 def test_postgres_restart_under_a_running_search(
     database_url: str,
     fault_settings: Settings,
