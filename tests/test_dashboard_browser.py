@@ -57,9 +57,9 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def submit(api: httpx.Client, photos: Path, **tuner: int) -> str:
+def submit(api: httpx.Client, photos: Path, test_split: float | None = None, **tuner: int) -> str:
     body = {
-        "dataset": {"path": str(photos), "image_size": 32},
+        "dataset": {"path": str(photos), "image_size": 32, "test_split": test_split},
         "space": {"min_conv_blocks": 1, "max_conv_blocks": 2, "filters": [8, 16]},
         "tuner": {"batch_size": 8, "seed": 3, **tuner},
         "export_top_k": 1,
@@ -100,7 +100,7 @@ def test_dashboard_in_chromium(
         store, owner="dana", dataset_path=str(photos), trials=SEEDED_TRIALS, epochs=2
     )
     with live_api(settings, logs, token) as api:
-        finished = submit(api, photos, max_trials=2, epochs=2)
+        finished = submit(api, photos, test_split=0.25, max_trials=2, epochs=2)
         running = submit(api, photos, max_trials=20, epochs=100)
         worker = start_nas(["worker"], settings_env(settings), logs / "worker.log")
         try:
@@ -158,6 +158,11 @@ def drive(
         assert ink["points"] == points, chart
         assert ink["coloured"] > 30, chart
     assert "Total params" in page.inner_text("#summary")
+    (best,) = api.get(f"/v1/searches/{finished}/models").json()["models"]
+    test_accuracy = f"{best['test_accuracy']:.4f}"
+    assert f"test accuracy {test_accuracy}" in page.inner_text("li[data-rank='1']")
+    best_row = page.locator(f"table.board tbody tr:has(td:text-is('{best['trial_id']}'))")
+    assert best_row.locator("td:nth-child(5)").inner_text() == test_accuracy
     shot(page, "search-finished")
     savedmodel = downloaded(page, "Download SavedModel (.tar.gz)")
     assert savedmodel[:2] == b"\x1f\x8b"

@@ -272,6 +272,8 @@ function leaderboardTable() {
       { key: "trial_id", label: "Trial", value: (t) => t.trial_id },
       { key: "status", label: "Status", value: (t) => t.status, show: badge },
       { key: "score", label: "Score", value: (t) => t.score, show: fmtScore },
+      { key: "test_accuracy", label: "Test accuracy", value: (t) => t.test_accuracy,
+        show: fmtScore },
       { key: "params", label: "Params", value: (t) => t.params, show: fmtInt },
       { key: "epochs", label: "Epochs", value: (t) => t.epochs },
       { key: "seconds", label: "Seconds", value: (t) => t.seconds, show: (v) => v.toFixed(1) },
@@ -413,6 +415,7 @@ async function showModels(base, box) {
   const { models } = await getJSON(`${base}/models`);
   const list = el("ul", {}, ...models.map((model) => el("li", { "data-rank": model.rank },
     `#${model.rank}: trial ${model.trial_id}, score ${fmtScore(model.score)}, `
+    + (model.test_accuracy === null ? "" : `test accuracy ${fmtScore(model.test_accuracy)}, `)
     + `${fmtInt(model.params)} params `,
     ...model.formats.map((format) => button(`Download ${FORMATS[format] || format}`,
       () => download(`${base}/models/${model.rank}/${format}`, `rank${model.rank}.${format}`),
