@@ -129,5 +129,7 @@ def _conv(x: keras.KerasTensor, filters: int, size: int, strides: int, batch_nor
     """A conv with ReLU; with batch normalization between them (and no conv bias) if asked."""
     x = layers.Conv2D(filters, size, strides=strides, padding="same", use_bias=not batch_norm)(x)
     if batch_norm:
-        x = layers.BatchNormalization()(x)
+        # Momentum 0.9, not Keras's 0.99: a trial of a few hundred steps would otherwise be
+        # validated with moving statistics still near their initial values.
+        x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.Activation("relu")(x)
