@@ -97,10 +97,8 @@ def serving_model(model: keras.Model) -> keras.Model:
         return layer  # the trained layer itself, weights and all
 
     served = keras.models.clone_model(model, clone_function=without_augmentation)
-    optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
-    served.compile(optimizer=optimizer, loss=model.loss, metrics=["accuracy"])
-    # Built, so the .keras file loads without an optimizer-mismatch warning.
-    optimizer.build(served.trainable_variables)
+    # The same variables as the model's, so its optimizer (already built) fits them as it is.
+    served.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     return served
 
 
