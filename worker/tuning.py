@@ -14,6 +14,7 @@ from service.specs import SearchSpec
 from service.store import LeaseLostError
 from worker.journal import TrialJournal
 from worker.signals import Interruptions
+from worker.tuner_state import write_tuner_state_atomically
 
 TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
     "random": keras_tuner.RandomSearch,
@@ -147,6 +148,7 @@ def build_tuner(
 ) -> keras_tuner.Tuner:
     """The tuner the spec asks for, journaling into ``journal``; on the TensorFlow backend
     each trial also logs to TensorBoard under ``tensorboard_dir``."""
+    write_tuner_state_atomically()
     base = TUNER_CLASSES[spec.tuner.algorithm]
     tuner_class = type(f"Reporting{base.__name__}", (ReportingTuner, base), {})
     direction = "max" if spec.maximize else "min"
