@@ -1,7 +1,9 @@
 """50 clients poll a running search's status and leaderboard while it trains.
 
 Each client has a token of its own (as 50 users would) and polls once per ``--interval``
-seconds, as a dashboard or ``nas watch`` does (``--interval 0``: as fast as it can). Prints
+seconds, as a dashboard or ``nas watch`` does (``--interval 0``: as fast as it can). Users
+open their dashboards at different moments, so each client starts at a random point of the
+interval; ``--lockstep`` starts them all at once instead, every poll then a burst of 50. Prints
 latency percentiles and errors under load, against a baseline of one client polling the same
 search in the same run. Usage: python -m benchmarks.api_load [DATA_DIR]
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -28,12 +31,29 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Polling:
+    """How the clients poll: every ``interval`` seconds for ``seconds``, in lockstep or not."""
+
+    interval: float
+    seconds: float
+    lockstep: bool
+
+
 async def poll(
-    base_url: str, token: str, search_id: str, interval: float, until: float, tally: Tally
+    base_url: str,
+    token: str,
+    search_id: str,
+    interval: float,
+    start_in: float,
+    until: float,
+    tally: Tally,
 ) -> None:
-    """Poll the search's status, then its leaderboard, once per ``interval``, until ``until``."""
+    """After ``start_in`` seconds, poll the search's status, then its leaderboard, once per
+    ``interval``, until ``until``."""
     paths = (f"/v1/searches/{search_id}", f"/v1/searches/{search_id}/leaderboard")
     headers = {"Authorization": f"Bearer {token}"}
+    await asyncio.sleep(start_in)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
         while (turn_started := time.monotonic()) < until:
             for path in paths:
@@ -48,14 +68,25 @@ async def poll(
             await asyncio.sleep(max(0.0, turn_started + interval - time.monotonic()))
 
 
-async def load(
-    base_url: str, tokens: list[str], search_id: str, interval: float, seconds: float
-) -> Tally:
-    """One polling client per token, for ``seconds``."""
+async def load(base_url: str, tokens: list[str], search_id: str, polling: Polling) -> Tally:
+    """One polling client per token, for ``polling.seconds``."""
     tally = Tally()
-    until = time.monotonic() + seconds
+    spread = 0.0 if polling.lockstep else polling.interval
+    draws = random.Random(0)
+    until = time.monotonic() + polling.seconds
     await asyncio.gather(
-        *(poll(base_url, token, search_id, interval, until, tally) for token in tokens)
+        *(
+            poll(
+                base_url,
+                token,
+                search_id,
+                polling.interval,
+                draws.uniform(0.0, spread),
+                until,
+                tally,
+            )
+            for token in tokens
+        )
     )
     return tally
 
@@ -74,6 +105,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    parser.add_argument(
+        "--lockstep", action="store_true", help="all clients poll at the same moments"
+    )
     args = parser.parse_args()
     with running_service(args.data_dir) as service:
         search_id = service.submit(
@@ -89,12 +123,17 @@ def main() -> None:
         time.sleep(15)  # let training start
         board = service.client.get(f"/v1/searches/{search_id}/leaderboard").json()
         assert service.client.get(f"/v1/searches/{search_id}").json()["status"] == "running"
-        baseline = asyncio.run(load(base_url, tokens[:1], search_id, args.interval, 10))
-        loaded = asyncio.run(load(base_url, tokens, search_id, args.interval, args.seconds))
+        baseline = asyncio.run(
+            load(base_url, tokens[:1], search_id, Polling(args.interval, 10.0, lockstep=True))
+        )
+        loaded = asyncio.run(
+            load(base_url, tokens, search_id, Polling(args.interval, args.seconds, args.lockstep))
+        )
         trials = len(service.client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"])
     grew = f"{len(board['trials'])} to {trials}"
     print(f"the search trained throughout; its leaderboard grew from {grew} trials")
-    print(f"each client polls status and leaderboard every {args.interval:g} s")
+    start = "all at once" if args.lockstep else "each from a random point of the interval"
+    print(f"each client polls status and leaderboard every {args.interval:g} s, {start}")
     header = ("requests", "req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms")
     print(f"{'':>22} " + " ".join(f"{name:>8}" for name in header))
     runs = (

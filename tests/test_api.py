@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -571,3 +572,19 @@ def test_idempotency_key_replays_the_same_search(client: TestClient, data_root: 
     fresh = client.post("/v1/searches", json=body, headers={"Idempotency-Key": "submit-43"})
     assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
     assert client.get("/v1/searches").json()["total"] == 2
+
+
+def test_idempotency_key_compares_the_body_as_sent(client: TestClient, data_root: Path) -> None:
+    body = minimal_body(data_root)
+    headers = {"Idempotency-Key": "retry-me", "Content-Type": "application/json"}
+    first = client.post("/v1/searches", content=json.dumps(body), headers=headers)
+    # A retry serialised by another client library: other key order, other spacing.
+    reordered = json.dumps(dict(reversed(body.items())), indent=2)
+    again = client.post("/v1/searches", content=reordered, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    # The same search spelled with a default written out is another request for the key: the
+    # key stands for the body the client sent, not for what the server made of it.
+    spelled = {**body, "objective": "val_accuracy"}
+    conflict = client.post("/v1/searches", content=json.dumps(spelled), headers=headers)
+    assert conflict.status_code == 409

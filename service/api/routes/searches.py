@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
 from service.api.auth import CallerDep
 from service.api.deps import SearchDep, SettingsDep, StoreDep
@@ -32,6 +34,19 @@ from service.submission import check_submission
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_responses(503))
 
 
+async def submitted_body_hash(request: Request) -> str:
+    """SHA-256 of the JSON body as the client sent it, keys sorted and spacing dropped.
+
+    Not of the validated spec: an upgrade that adds a field with a default to the spec would
+    turn a client's retry of a submit made before it into a conflict.
+    """
+    body = await request.body()
+    # A body that is not JSON never gets this far: FastAPI answers it with a 422.
+    with contextlib.suppress(ValueError):
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(body).hexdigest()
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -43,6 +58,7 @@ def submit_search(
     settings: SettingsDep,
     caller: CallerDep,
     response: Response,
+    request_hash: Annotated[str, Depends(submitted_body_hash)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -54,7 +70,6 @@ def submit_search(
 ) -> SearchOut:
     """Queue an architecture search of the caller; malformed specs, unusable datasets and
     budgets over the service's caps get a 422, a full queue of the caller's a 429."""
-    request_hash = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
     # Keys are the caller's own: the same key from another owner is another request.
     key = (
         hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
