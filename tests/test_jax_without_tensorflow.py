@@ -30,6 +30,15 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
+V2_CORNER = {
+    "conv_blocks": {"fixed": 2},
+    "base_filters": {"fixed": 16},
+    "lr_schedule": {"fixed": "cosine"},
+    "batch_norm": {"fixed": True},
+    "augmentation": {"fixed": True},
+    "label_smoothing": {"fixed": 0.1},
+    "head": {"values": ["gap", "gap_dense"]},
+}
 
 
 def jax_requirements() -> list[str]:
@@ -114,6 +123,19 @@ def test_jax_worker_without_tensorflow(jax_python: Path, data_root: Path, tmp_pa
         )
         assert submitted.status_code == 201, submitted.text
         search_id = submitted.json()["id"]
+        # Version 2 of the space too, with the parts that differ by backend switched on:
+        # augmentation layers, batch normalization, label smoothing, a decaying learning rate.
+        submitted_v2 = api.post(
+            "/v1/searches",
+            json={
+                "dataset": {"path": str(photos), "image_size": IMAGE_SIZE},
+                "space": {"version": 2, "hyperparameters": V2_CORNER},
+                "tuner": {"max_trials": 2, "epochs": 2, "batch_size": 16, "seed": 3},
+                "export_top_k": 1,
+            },
+        )
+        assert submitted_v2.status_code == 201, submitted_v2.text
+        v2_search_id = submitted_v2.json()["id"]
         with (logs / "worker.log").open("wb") as log:
             worker = subprocess.Popen(
                 [str(jax_python), "-m", "service", "worker"],
@@ -123,6 +145,7 @@ def test_jax_worker_without_tensorflow(jax_python: Path, data_root: Path, tmp_pa
             )
         try:
             done = wait_for_status(api, search_id, {"succeeded", "failed"}, 400)
+            done_v2 = wait_for_status(api, v2_search_id, {"succeeded", "failed"}, 400)
         finally:
             assert stop_process(worker) == 0
         worker_log = (logs / "worker.log").read_text()
@@ -150,6 +173,11 @@ def test_jax_worker_without_tensorflow(jax_python: Path, data_root: Path, tmp_pa
         summary = api.get(f"/v1/searches/{search_id}/models/1/summary")
         assert summary.status_code == 200 and "Total params" in summary.text
 
+        assert done_v2["status"] == "succeeded", worker_log[-4000:]
+        assert done_v2["trials_done"] == 2
+        v2_file = api.get(f"/v1/searches/{v2_search_id}/models/1/keras")
+        assert v2_file.status_code == 200
+
     # The trials trained in the precision asked for, not in the float32 that KerasTuner's
     # clear_session() before each build would have left.
     with zipfile.ZipFile(io.BytesIO(keras_file.content)) as archive:
@@ -160,6 +188,14 @@ def test_jax_worker_without_tensorflow(jax_python: Path, data_root: Path, tmp_pa
         if layer["class_name"] == "Conv2D"
     }
     assert policies == {"mixed_bfloat16"}
+
+    # The exported version 2 model keeps its batch normalization and drops the augmentation
+    # it trained with.
+    with zipfile.ZipFile(io.BytesIO(v2_file.content)) as archive:
+        v2_config = json.loads(archive.read("config.json"))
+    v2_layers = json.dumps(v2_config)
+    assert "BatchNormalization" in v2_layers
+    assert "RandomFlip" not in v2_layers and "RandomRotation" not in v2_layers
 
 
 def test_speed_benchmark_runs_tiny(jax_python: Path, data_root: Path, tmp_path: Path) -> None:
