@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import resource
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -91,6 +93,32 @@ async def load(base_url: str, tokens: list[str], search_id: str, polling: Pollin
     return tally
 
 
+@dataclass(frozen=True)
+class CpuClock:
+    """CPU seconds used so far by the API process, by this process (the clients) and by the
+    whole machine, and the machine's elapsed CPU seconds (busy or idle) over all cores."""
+
+    api: float
+    clients: float
+    machine_busy: float
+    machine_total: float
+
+    @classmethod
+    def read(cls, api_pid: int) -> CpuClock:
+        tick = os.sysconf("SC_CLK_TCK")
+        # /proc/PID/stat: utime and stime are the 14th and 15th fields, after "(comm)".
+        fields = Path(f"/proc/{api_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+        idle = cpu[3] + cpu[4]  # idle and iowait
+        return cls(
+            api=(int(fields[11]) + int(fields[12])) / tick,
+            clients=own.ru_utime + own.ru_stime,
+            machine_busy=(sum(cpu) - idle) / tick,
+            machine_total=sum(cpu) / tick,
+        )
+
+
 def percentile(values: list[float], q: int) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
@@ -126,9 +154,11 @@ def main() -> None:
         baseline = asyncio.run(
             load(base_url, tokens[:1], search_id, Polling(args.interval, 10.0, lockstep=True))
         )
+        before = CpuClock.read(service.api.pid)
         loaded = asyncio.run(
             load(base_url, tokens, search_id, Polling(args.interval, args.seconds, args.lockstep))
         )
+        after = CpuClock.read(service.api.pid)
         trials = len(service.client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"])
     grew = f"{len(board['trials'])} to {trials}"
     print(f"the search trained throughout; its leaderboard grew from {grew} trials")
@@ -149,6 +179,13 @@ def main() -> None:
         )
     ratio = percentile(loaded.latencies, 99) / percentile(baseline.latencies, 99)
     print(f"p99 ratio, {args.clients} clients / 1 client: {ratio:.1f}x")
+    requests = len(loaded.latencies)
+    busy = (after.machine_busy - before.machine_busy) / (after.machine_total - before.machine_total)
+    print(
+        f"CPU per request under load: API process {(after.api - before.api) / requests * 1e3:.1f}"
+        f" ms, clients {(after.clients - before.clients) / requests * 1e3:.1f} ms; "
+        f"all {os.cpu_count()} cores {busy:.0%} busy (API, clients and the training search)"
+    )
     if loaded.errors:
         print("first errors:", loaded.errors[:5])
 
