@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    api_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads that run the API's routes and their database work. Its reads "
+        "hold the GIL; past about one per core the threads only fight over it (measured on 2 "
+        "cores under load: 40 threads 6.5-7.6 ms of CPU per request, 2 threads 4.7-6.4 ms). "
+        "Raise it for PostgreSQL on a larger host.",
+    )
     poll_interval_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling.")
     heartbeat_seconds: float = Field(default=10.0, gt=0, description="Lease renewal period.")
     lease_seconds: float = Field(default=60.0, gt=0, description="Lease lifetime unrenewed.")

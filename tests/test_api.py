@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from service.api import create_app
+from service.settings import Settings
 from service.specs import hyperband_trials
 from service.store import Lease, SearchStatus, Store, TrialStatus
 from tests.owners import ClientFactory
@@ -588,3 +591,11 @@ def test_idempotency_key_compares_the_body_as_sent(client: TestClient, data_root
     spelled = {**body, "objective": "val_accuracy"}
     conflict = client.post("/v1/searches", content=json.dumps(spelled), headers=headers)
     assert conflict.status_code == 409
+
+
+def test_api_threads_bound_the_routes_thread_pool(settings: Settings, store: Store) -> None:
+    app = create_app(settings.model_copy(update={"api_threads": 3}), store)
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
+        assert limiter.total_tokens == 3

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         if not has_active_token(store):
             log.warning("no API token can open /v1 yet; %s", FIRST_TOKEN_HINT)
         reaper = asyncio.create_task(requeue_expired_forever(store, settings))
+        # FastAPI runs sync routes and dependencies on the event loop's default thread limiter.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
         reaper.cancel()
         store.dispose()
