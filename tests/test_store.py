@@ -82,6 +82,12 @@ def test_trials_progress_and_best(store: Store) -> None:
     )
     assert trials["0"].epochs == 2 and trials["0"].params == 1234
     assert trials["2"].status == TrialStatus.RUNNING and trials["2"].history == ()
+    # The search record reads only its best trial's history, whole.
+    assert search.best_trial == trials["1"] and search.best_trial.history == (
+        {"val_accuracy": 0.7, "loss": 1.0},
+    )
+    (listed,) = store.list_searches(limit=10, offset=0, owner=None).items
+    assert listed.best_trial == trials["1"]
 
 
 def test_restarted_trial_starts_clean(store: Store) -> None:

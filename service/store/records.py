@@ -72,6 +72,11 @@ class TrialRecord:
     #: test photos to measure.
     test_accuracy: float | None = None
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """(search id, trial id): what identifies a trial in the store."""
+        return self.search_id, self.trial_id
+
 
 @dataclass(frozen=True)
 class SearchRecord:

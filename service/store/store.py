@@ -13,13 +13,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from service.store.engine import IMMEDIATE, make_engine
 from service.store.ranking import best_completed
@@ -192,7 +192,7 @@ class Store:
                     raise QueueFullError(owner, max_queued)
                 session.add(row)
                 session.flush()
-                return Submission(search=_search_record(row, [], []), created=True)
+                return Submission(search=_search_record(row, [], None, []), created=True)
         except IntegrityError:
             # Another request with the same key won the race.
             earlier = (
@@ -215,14 +215,14 @@ class Store:
                 raise IdempotencyConflictError(
                     "this Idempotency-Key was already used with a different request"
                 )
-            return Submission(search=_load_record(session, row), created=False)
+            return Submission(search=_search_records(session, [row])[0], created=False)
 
     @retried
     def get_search(self, search_id: str) -> SearchRecord | None:
         """The search with its progress, or None."""
         with self._transaction() as session:
             row = session.get(SearchRow, search_id)
-            return None if row is None else _load_record(session, row)
+            return None if row is None else _search_records(session, [row])[0]
 
     @retried
     def is_cancel_requested(self, search_id: str) -> bool:
@@ -245,13 +245,7 @@ class Store:
                 .limit(limit)
                 .offset(offset)
             ).all()
-            ids = [row.id for row in rows]
-            trials, attempts = _trials_of(session, ids), _attempts_of(session, ids)
-            items = tuple(
-                _search_record(row, trials.get(row.id, []), attempts.get(row.id, []))
-                for row in rows
-            )
-            return SearchPage(items=items, total=total)
+            return SearchPage(items=tuple(_search_records(session, rows)), total=total)
 
     @retried
     def request_cancel(self, search_id: str) -> SearchRecord | None:
@@ -266,7 +260,7 @@ class Store:
             elif row.status == SearchStatus.RUNNING:
                 row.cancel_requested = True
             session.flush()
-            return _load_record(session, row)
+            return _search_records(session, [row])[0]
 
     @retried
     def claim_next(self, worker_id: str, lease_seconds: float) -> Lease | None:
@@ -682,14 +676,17 @@ def _trial_row(session: Session, search_id: str, trial_id: str) -> TrialRow:
     return row
 
 
-def _trials_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[TrialRecord]]:
+def _trials_of(
+    session: Session, search_ids: Sequence[str], *, with_history: bool = True
+) -> dict[str, list[TrialRecord]]:
+    """The trials of each search, oldest first; without ``with_history`` their per-epoch
+    history, most of a trial's bytes, is not read (and left empty)."""
     if not search_ids:
         return {}
-    rows = session.scalars(
-        select(TrialRow)
-        .where(TrialRow.search_id.in_(search_ids))
-        .order_by(TrialRow.started_at, TrialRow.trial_id)
-    ).all()
+    query = select(TrialRow).where(TrialRow.search_id.in_(search_ids))
+    if not with_history:
+        query = query.options(defer(TrialRow.history, raiseload=True))
+    rows = session.scalars(query.order_by(TrialRow.started_at, TrialRow.trial_id)).all()
     # A trial's exported model, if any, carries its accuracy on the search's test photos.
     tested = {
         (search_id, trial_id): accuracy
@@ -702,7 +699,8 @@ def _trials_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[Tr
     grouped: dict[str, list[TrialRecord]] = {}
     for row in rows:
         test_accuracy = tested.get((row.search_id, row.trial_id))
-        grouped.setdefault(row.search_id, []).append(_trial_record(row, test_accuracy))
+        history = _history(row.history) if with_history else ()
+        grouped.setdefault(row.search_id, []).append(_trial_record(row, history, test_accuracy))
     return grouped
 
 
@@ -742,12 +740,49 @@ def _attempts_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[
     return grouped
 
 
-def _load_record(session: Session, row: SearchRow) -> SearchRecord:
-    trials = _trials_of(session, [row.id]).get(row.id, [])
-    return _search_record(row, trials, _attempts_of(session, [row.id]).get(row.id, []))
+def _search_records(session: Session, rows: Sequence[SearchRow]) -> list[SearchRecord]:
+    """Records of ``rows`` with their progress. Of their trials only the best one's history
+    is read: it is the only one a search record shows."""
+    ids = [row.id for row in rows]
+    trials = _trials_of(session, ids, with_history=False)
+    attempts = _attempts_of(session, ids)
+    best = {
+        row.id: best_completed(trials.get(row.id, []), row.spec.get("objective", "val_accuracy"))
+        for row in rows
+    }
+    histories = _histories(session, [trial.key for trial in best.values() if trial is not None])
+    return [
+        _search_record(
+            row,
+            trials.get(row.id, []),
+            None if (top := best[row.id]) is None else replace(top, history=histories[top.key]),
+            attempts.get(row.id, []),
+        )
+        for row in rows
+    ]
 
 
-def _trial_record(row: TrialRow, test_accuracy: float | None) -> TrialRecord:
+def _histories(
+    session: Session, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[dict[str, float], ...]]:
+    """The per-epoch history of each trial in ``keys`` (search id, trial id)."""
+    if not keys:
+        return {}
+    found = session.execute(
+        select(TrialRow.search_id, TrialRow.trial_id, TrialRow.history).where(
+            tuple_(TrialRow.search_id, TrialRow.trial_id).in_(keys)
+        )
+    )
+    return {(search_id, trial_id): _history(history) for search_id, trial_id, history in found}
+
+
+def _history(epochs: list[dict[str, float]]) -> tuple[dict[str, float], ...]:
+    return tuple(dict(epoch) for epoch in epochs)
+
+
+def _trial_record(
+    row: TrialRow, history: tuple[dict[str, float], ...], test_accuracy: float | None
+) -> TrialRecord:
     return TrialRecord(
         search_id=row.search_id,
         trial_id=row.trial_id,
@@ -757,7 +792,7 @@ def _trial_record(row: TrialRow, test_accuracy: float | None) -> TrialRecord:
         params=row.params,
         epochs=row.epochs,
         seconds=row.seconds,
-        history=tuple(dict(epoch) for epoch in row.history),
+        history=history,
         error=row.error,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -766,7 +801,10 @@ def _trial_record(row: TrialRow, test_accuracy: float | None) -> TrialRecord:
 
 
 def _search_record(
-    row: SearchRow, trials: list[TrialRecord], attempts: list[AttemptRecord]
+    row: SearchRow,
+    trials: list[TrialRecord],
+    best_trial: TrialRecord | None,
+    attempts: list[AttemptRecord],
 ) -> SearchRecord:
     done = sum(trial.status in {TrialStatus.COMPLETED, TrialStatus.FAILED} for trial in trials)
     return SearchRecord(
@@ -776,7 +814,7 @@ def _search_record(
         spec=dict(row.spec),
         trials_planned=row.trials_planned,
         trials_done=done,
-        best_trial=best_completed(trials, row.spec.get("objective", "val_accuracy")),
+        best_trial=best_trial,
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
