@@ -23,7 +23,7 @@ def save_json_atomically(path: str, obj: Any) -> str:
     """Write ``obj`` as JSON to ``path`` in one rename; returns the JSON text, as KerasTuner's
     ``save_json`` does. Remote paths (``gs://``) keep KerasTuner's write: an object store
     publishes an object only once it is closed."""
-    if "://" in str(path):
+    if "://" in path:
         return _keras_tuner_save_json(path, obj)
     text = json.dumps(obj)
     descriptor, temporary = tempfile.mkstemp(

@@ -41,7 +41,7 @@ async def submitted_body_hash(request: Request) -> str:
     turn a client's retry of a submit made before it into a conflict.
     """
     body = await request.body()
-    # A body that is not JSON never gets this far: FastAPI answers it with a 422.
+    # A body that is not JSON gets a 422 from FastAPI: the route never uses its hash.
     with contextlib.suppress(ValueError):
         body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(body).hexdigest()
