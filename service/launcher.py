@@ -28,24 +28,8 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a ``nas`` process these settings."""
-    return os.environ | {
-        "NAS_DATABASE_URL": settings.database_url,
-        "NAS_ARTIFACTS_DIR": str(settings.artifacts_dir),
-        "NAS_CACHE_DIR": str(settings.cache_dir),
-        "NAS_DATA_ROOTS": os.pathsep.join(str(root) for root in settings.data_roots),
-        "NAS_DATA_BUCKETS": ",".join(settings.data_buckets),
-        "NAS_TF_FLOWERS_URL": settings.tf_flowers_url,
-        "NAS_DOWNLOAD_TIMEOUT_SECONDS": str(settings.download_timeout_seconds),
-        "NAS_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
-        "NAS_LEASE_SECONDS": str(settings.lease_seconds),
-        "NAS_POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
-        "NAS_BACKEND": settings.backend,
-        "NAS_PARALLEL_TRIALS": str(settings.parallel_trials),
-        "NAS_FULL_BATCHES": str(settings.full_batches).lower(),
-        "PYTHONUNBUFFERED": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+    """The environment that gives a ``nas`` process these settings, every one of them."""
+    return os.environ | settings.as_env() | {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def start_nas(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -9,6 +10,9 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: How the list settings are written in one variable (``NoDecode``: not as JSON).
+LIST_SEPARATORS = {"data_roots": os.pathsep, "data_buckets": ","}
 
 
 class Settings(BaseSettings):
@@ -109,15 +113,28 @@ class Settings(BaseSettings):
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
-            return [part for part in value.split(os.pathsep) if part]
+            return [part for part in value.split(LIST_SEPARATORS["data_roots"]) if part]
         return value
 
     @field_validator("data_buckets", mode="before")
     @classmethod
     def _split_buckets(cls, value: object) -> object:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            parts = value.split(LIST_SEPARATORS["data_buckets"])
+            return [part.strip() for part in parts if part.strip()]
         return value
+
+    def as_env(self) -> dict[str, str]:
+        """Every setting as the ``NAS_*`` variable that gives it back, as a process reads it."""
+        prefix = self.model_config.get("env_prefix", "")
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if name in LIST_SEPARATORS:
+                text = LIST_SEPARATORS[name].join(value)
+            else:
+                text = value if isinstance(value, str) else json.dumps(value)
+            env[f"{prefix}{name}".upper()] = text
+        return env
 
     def resolved_data_roots(self) -> list[Path]:
         """The data roots as absolute paths with symlinks resolved."""
