@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,11 +17,14 @@ from service.client import DEFAULT_URL, ApiError, ModelFormat, NasClient
 from service.console import (
     best_score,
     clock,
+    dataset_name,
+    dataset_source,
     elapsed_and_remaining,
     follow,
     format_score,
     leaderboard_table,
     moment,
+    stdout_console,
 )
 
 PANEL = "Client (talks to a running service)"
@@ -110,7 +112,7 @@ def watch(
     """Follow a search with a live progress bar until it ends.
 
     Exit code 0 if it succeeded, 2 if it failed or was cancelled."""
-    console = Console(highlight=False)
+    console = stdout_console(highlight=False)
     with _client(url, token) as client:
         search = follow(client, search_id, console, interval)
     elapsed, _ = elapsed_and_remaining(search)
@@ -140,7 +142,7 @@ def leaderboard(
     if as_json:
         typer.echo(json.dumps(board | {"trials": board["trials"][:top]}, indent=2))
         return
-    Console(width=140).print(leaderboard_table(board, limit=top))
+    stdout_console().print(leaderboard_table(board, limit=top))
 
 
 def download(
@@ -188,7 +190,7 @@ def _search_lines(search: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("elapsed", clock(elapsed)),
         ("remaining", clock(remaining)),
-        ("dataset", search["spec"]["dataset"]["path"]),
+        ("dataset", dataset_source(search["spec"]["dataset"])),
         ("accelerator", accelerator.get("platform", "-")),
         ("precision", search["precision"] or "-"),
         ("created", search["created_at"]),
@@ -205,7 +207,7 @@ def status(
     token: Token = None,
 ) -> None:
     """Your searches, newest first; or one search's status and progress."""
-    console = Console(width=140, highlight=False)
+    console = stdout_console(highlight=False)
     with _client(url, token) as client:
         if search_id is not None:
             table = Table(show_header=False, box=None)
@@ -215,11 +217,12 @@ def status(
             return
         page = client.searches(limit=limit)
     table = Table(title=f"Searches ({len(page['items'])} of {page['total']}, newest first)")
-    for column in ("id", "status", "trials", "best", "objective", "created"):
+    for column in ("id", "dataset", "status", "trials", "best", "objective", "created"):
         table.add_column(column, no_wrap=column == "id")
     for search in page["items"]:
         table.add_row(
             search["id"],
+            escape(dataset_name(search["spec"]["dataset"])),
             search["status"],
             f"{search['trials_done']}/{search['trials_planned']}",
             best_score(search),

@@ -14,10 +14,31 @@ from search_spaces.codelab_v2_hyperparameters import block_filters
 from service.client import NasClient
 
 ACTIVE = {"queued", "running"}
+#: The width of output that no screen reads (a pipe, a file): wider than any table, so none
+#: is squeezed into columns and cut.
+UNBOUNDED_WIDTH = 100_000
+
+
+def stdout_console(**options: Any) -> Console:
+    """A console on stdout: the terminal's width on a terminal; elsewhere each table at its
+    full width, every cell whole."""
+    console = Console(**options)
+    return console if console.is_terminal else Console(width=UNBOUNDED_WIDTH, **options)
 
 
 def format_score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def dataset_source(dataset: dict[str, Any]) -> str:
+    """Where a search's photos come from: its folder, its TFRecord glob, or ``tf_flowers``."""
+    return dataset.get("path") or dataset.get("tfrecords") or dataset["name"]
+
+
+def dataset_name(dataset: dict[str, Any]) -> str:
+    """A dataset's short name: the last part of its source (``flowers``, ``train-*.tfrec``)."""
+    parts = [part for part in dataset_source(dataset).split("/") if part]
+    return parts[-1] if parts else dataset_source(dataset)
 
 
 def describe_architecture(hyperparameters: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from rich.console import Console
 from search_spaces.codelab_v2_hyperparameters import SMALL_DATA_FOCUS
 from service.artifacts import SearchArtifacts
 from service.client import NasClient
-from service.console import follow, format_score, leaderboard_table
+from service.console import follow, format_score, leaderboard_table, stdout_console
 from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
 from service.settings import Settings, get_settings
 from service.store import create_store, migrate
@@ -31,7 +31,7 @@ def resolve_data_dir(data_dir: Path | None) -> Path | None:
 
 def run_demo(*, data_dir: Path | None, image_size: int, max_trials: int, epochs: int) -> int:
     """Run the demo; returns the process exit code (0 when the search succeeded)."""
-    console = Console()
+    console = stdout_console()
     settings = get_settings()
     data_dir = resolve_data_dir(data_dir)
     extra_roots = [] if data_dir is None else [data_dir]

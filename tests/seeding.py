@@ -32,7 +32,10 @@ def seed_finished_search(
             "head": rng.choice(["flatten_dense", "gap", "gap_dense"]),
             "learning_rate": rng.choice([1e-3, 3e-3, 1e-2, 3e-4]),
             **{f"filters_{block}": rng.choice([16, 32, 64, 128]) for block in range(blocks)},
+            **{f"one_by_one_{block}": rng.choice([False, True]) for block in range(blocks)},
         }
+        if hyperparameters["head"] != "gap":
+            hyperparameters["dense_units"] = rng.choice([64, 128, 256])
         params = rng.randint(5_000, 2_000_000)
         ceiling, rate = rng.uniform(0.3, 0.9), rng.uniform(0.2, 1.0)
         store.start_trial(lease, trial_id, hyperparameters)

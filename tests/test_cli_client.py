@@ -1,5 +1,6 @@
 """The ``nas`` client commands, run as the real executable against a live ``nas serve`` and a
-real ``nas worker`` training tiny searches on real photos."""
+real ``nas worker`` training tiny searches on real photos; and, without a worker, against
+queued searches of each kind of dataset and a large seeded one."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from service.console import describe_architecture
 from service.launcher import NAS_COMMAND, free_port, settings_env, start_nas, stop_process
 from service.settings import Settings
-from service.store import create_store, migrate
+from service.store import Store, create_store, migrate
 from tests.live import cli_token, live_api
+from tests.seeding import seed_finished_search
+from tests.tfrecord_shards import write_shards
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +38,21 @@ class Service:
     data: Path
 
     def nas(
-        self, *args: str, token: str | None = None, url: str | None = None, timeout: float = 120
+        self,
+        *args: str,
+        token: str | None = None,
+        url: str | None = None,
+        timeout: float = 120,
+        columns: str | None = "200",
     ) -> subprocess.CompletedProcess[str]:
+        """``nas ARGS`` with its stdout and stderr to pipes; ``columns=None`` sets no COLUMNS."""
         env = settings_env(self.settings) | {
             "NAS_URL": url or self.url,
             "NAS_TOKEN": self.token if token is None else token,
-            "COLUMNS": "200",
         }
+        env.pop("COLUMNS", None)
+        if columns is not None:
+            env["COLUMNS"] = columns
         return subprocess.run(
             [*NAS_COMMAND, *args],
             env=env,
@@ -208,3 +220,66 @@ def test_errors_are_one_clean_line(service: Service, tmp_path: Path) -> None:
 
     no_token = service.nas("status", token="")
     assert one_clean_error(no_token) == "error: no API token: pass --token or set NAS_TOKEN"
+
+
+@pytest.fixture
+def idle_service(settings: Settings, store: Store, tmp_path: Path) -> Iterator[Service]:
+    """A live API and no worker: what is submitted stays queued."""
+    token = cli_token(settings, "cli-user")
+    with live_api(settings, tmp_path / "logs", token) as api:
+        yield Service(str(api.base_url), token, settings, settings.data_roots[0] / "flowers")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_status_names_every_kind_of_dataset(idle_service: Service, tmp_path: Path) -> None:
+    root = idle_service.settings.data_roots[0]
+    write_shards(idle_service.data, root / "cli-shards")
+    glob = str(root / "cli-shards" / "flowers-*-of-02.tfrec")
+    sources = {
+        "flowers": {"path": str(idle_service.data)},
+        "tf_flowers": {"name": "tf_flowers"},
+        "flowers-*-of-02.tfrec": {"tfrecords": glob},
+    }
+    where = {"flowers": str(idle_service.data), "tf_flowers": "tf_flowers"}
+    where["flowers-*-of-02.tfrec"] = glob
+    ids = {}
+    for name, source in sources.items():
+        spec = idle_service.spec() | {"dataset": {**source, "image_size": 16}}
+        spec_file = tmp_path / f"{len(ids)}.json"
+        spec_file.write_text(json.dumps(spec))
+        ids[name] = ok(idle_service.nas("submit", str(spec_file))).strip()
+
+    for name, search_id in ids.items():
+        lines = ok(idle_service.nas("status", search_id)).splitlines()
+        assert f"dataset {where[name]}" in [" ".join(line.split()) for line in lines]
+    listing = ok(idle_service.nas("status")).splitlines()
+    for name, search_id in ids.items():
+        (row,) = [line for line in listing if search_id in line]
+        assert f" {name} " in row and "queued" in row
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_tables_piped_to_a_file_are_whole(idle_service: Service, store: Store) -> None:
+    """Off a terminal (no COLUMNS either, as ``make run > file``), no cell is cut."""
+    search_id = seed_finished_search(
+        store, owner="cli-user", dataset_path=str(idle_service.data), trials=12, epochs=1
+    )
+    board = json.loads(ok(idle_service.nas("leaderboard", search_id, "--json")))
+    table = ok(idle_service.nas("leaderboard", search_id, columns=None))
+    listing = ok(idle_service.nas("status", columns=None))
+    assert "…" not in table + listing
+    for trial in board["trials"]:
+        (row,) = [line for line in table.splitlines() if f" {trial['trial_id']} " in line]
+        cells = [cell.strip() for cell in row.split("│")[1:-1]]
+        assert cells == [
+            str(trial["rank"]),
+            trial["trial_id"],
+            "completed",
+            f"{trial['score']:.4f}",
+            "-",
+            f"{trial['params']:,}",
+            "1",
+            f"{trial['seconds']:.1f}",
+            describe_architecture(trial["hyperparameters"]),
+        ]
+    assert search_id in listing

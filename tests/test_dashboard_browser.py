@@ -1,6 +1,6 @@
 """The dashboard in headless Chromium against a real ``nas serve`` and a real worker: a
-finished search, a running one, and a large seeded one. Screenshots go to
-``test-artifacts/dashboard``."""
+finished search, a running one, and a large seeded one; and, queued, searches of each kind of
+dataset. Screenshots go to ``test-artifacts/dashboard``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from service.store import Store
 from tests.flowers import copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 from tests.seeding import seed_finished_search
+from tests.tfrecord_shards import write_shards
 
 pytestmark = pytest.mark.slow
 
@@ -223,3 +224,58 @@ def drive(
     page.locator("#token-dialog[open]").wait_for()
     assert "refused" in page.inner_text("#token-error")
     page.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_kind_of_dataset_is_listed_and_shown(
+    settings: Settings, store: Store, tmp_path: Path, browser: Browser
+) -> None:
+    """A folder, tf_flowers and a TFRecord glob, queued (no worker): the owner and an admin
+    see each in the list by its short name, and its page names where its photos come from."""
+    root = settings.data_roots[0]
+    photos = copy_flowers_slice(root / "kinds-flowers", per_class=2)
+    shards = root / "kinds-shards"
+    write_shards(photos, shards)
+    sources = {
+        "kinds-flowers": {"path": str(photos)},
+        "tf_flowers": {"name": "tf_flowers"},
+        "flowers-*-of-02.tfrec": {"tfrecords": str(shards / "flowers-*-of-02.tfrec")},
+    }
+    token = cli_token(settings, "erin")
+    admin = cli_token(settings, "root", admin=True)
+    with live_api(settings, tmp_path / "logs", token) as api:
+        searches = {}
+        for name, source in sources.items():
+            body = {
+                "dataset": {**source, "image_size": 32},
+                "space": {"min_conv_blocks": 1, "max_conv_blocks": 2},
+                "tuner": {"max_trials": 2},
+            }
+            response = api.post("/v1/searches", json=body)
+            assert response.status_code == 201, response.text
+            searches[name] = response.json()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        base_url = str(api.base_url).rstrip("/")
+        for who in (admin, token):
+            page.goto(base_url + "/")
+            page.evaluate(f"sessionStorage.setItem('nas-token', '{who}')")
+            page.reload()
+            for name, search in searches.items():
+                row = page.locator(f"tr[data-search='{search['id']}']")
+                assert row.locator("td:nth-child(2)").inner_text() == name
+                assert row.locator(".status").inner_text() == "queued"
+            assert page.locator("#notice").is_hidden(), page.inner_text("#notice")
+        shot(page, "searches-every-dataset")
+        for name, search in searches.items():
+            page.goto(f"{base_url}/#/searches/{search['id']}")
+            dataset = search["spec"]["dataset"]
+            where = dataset["path"] or dataset["tfrecords"] or dataset["name"]
+            page.get_by_text(f"{where} at 32 px").wait_for()
+            assert page.locator("#notice").is_hidden(), page.inner_text("#notice")
+            shot(page, f"search-{next(iter(sources[name]))}")
+        assert errors == [], errors
+        page.close()

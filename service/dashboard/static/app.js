@@ -173,7 +173,7 @@ async function listPage(current) {
 function searchRow(search) {
   return el("tr", { "data-search": search.id },
     el("td", {}, el("a", { href: `#/searches/${search.id}` }, search.id.slice(0, 12))),
-    el("td", {}, search.spec.dataset.path.split("/").pop()),
+    el("td", { title: datasetSource(search.spec.dataset) }, datasetName(search.spec.dataset)),
     el("td", {}, search.owner),
     el("td", {}, badge(search.status)),
     el("td", {}, progress(search)),
@@ -181,6 +181,13 @@ function searchRow(search) {
     el("td", {}, fmtTime(search.created_at)),
   );
 }
+
+/** Where a search's photos come from: its folder, its TFRecord glob, or "tf_flowers". */
+const datasetSource = (dataset) => dataset.path ?? dataset.tfrecords ?? dataset.name;
+
+/** A dataset's short name: the last part of its source ("flowers", "train-*.tfrec"). */
+const datasetName = (dataset) =>
+  datasetSource(dataset).split("/").filter(Boolean).pop() ?? datasetSource(dataset);
 
 function progress(search) {
   return el("span", { className: "progress" },
@@ -248,8 +255,8 @@ function searchHead(search, refresh) {
     el("p", {}, progress(search), " trials · best ", el("strong", { id: "best-score" },
       fmtScore(search.best_trial?.score)), ` ${search.spec.objective}`),
     el("p", { className: "muted" },
-      `${dataset.path} at ${dataset.image_size} px · ${search.spec.tuner.algorithm} tuner · `
-      + `${search.spec.tuner.epochs} epochs per trial · owner ${search.owner} · `
+      `${datasetSource(dataset)} at ${dataset.image_size} px · `
+      + `${search.spec.tuner.algorithm} tuner · ${search.spec.tuner.epochs} epochs per trial · owner ${search.owner} · `
       + `created ${fmtTime(search.created_at)}`
       + (search.accelerator ? ` · ${search.accelerator.strategy}` : "")
       + (search.precision ? ` · ${search.precision}` : "")),
