@@ -255,8 +255,8 @@ function searchHead(search, refresh) {
     el("p", {}, progress(search), " trials · best ", el("strong", { id: "best-score" },
       fmtScore(search.best_trial?.score)), ` ${search.spec.objective}`),
     el("p", { className: "muted" },
-      `${datasetSource(dataset)} at ${dataset.image_size} px · `
-      + `${search.spec.tuner.algorithm} tuner · ${search.spec.tuner.epochs} epochs per trial · owner ${search.owner} · `
+      `${datasetSource(dataset)} at ${dataset.image_size} px · ${search.spec.tuner.algorithm} `
+      + `tuner · ${search.spec.tuner.epochs} epochs per trial · owner ${search.owner} · `
       + `created ${fmtTime(search.created_at)}`
       + (search.accelerator ? ` · ${search.accelerator.strategy}` : "")
       + (search.precision ? ` · ${search.precision}` : "")),
