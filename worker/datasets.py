@@ -68,8 +68,9 @@ def scan_folder(
     Hidden entries are ignored, as are files without an image suffix and anything nested
     deeper than the class subfolders. With ``max_images_per_class``, only the first images
     (by name) of each class are kept. With ``confinement``, ``path`` is resolved and must lie
-    in its data roots, and no class folder or image may link out of them (checked before the
-    link's target is looked at); without, the folder is one the worker made itself.
+    in its data roots, and no entry examined (a visible entry of ``path``, an image of a class
+    folder) may link out of them, checked before the link's target is looked at; without, the
+    folder is one the worker made itself.
 
     Raises:
         DatasetError: ``path`` is not a readable folder, has fewer than 2 class subfolders,

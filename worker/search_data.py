@@ -51,6 +51,11 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
         DatasetError: the photos cannot be used; the message says why.
     """
     confinement = Confinement(settings.resolved_data_roots())
+    test_scan = None
+    # Checked first, so that a test folder out of the roots costs no decoding.
+    if dataset.test_path is not None:
+        with _confined("test_path"):
+            test_scan = scan_folder(Path(dataset.test_path), confinement=confinement)
     images = _load_source(dataset, settings, confinement)
     train, validation, held_out = three_way_split(
         images.labels, dataset.test_split, dataset.validation_split, dataset.seed
@@ -64,9 +69,7 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
             skipped=(),
             from_cache=images.from_cache,
         )
-    elif dataset.test_path is not None:
-        with _confined("test_path"):
-            test_scan = scan_folder(Path(dataset.test_path), confinement=confinement)
+    elif test_scan is not None:
         test = load_images(test_scan, dataset.image_size, settings.cache_dir)
         if test.class_names != images.class_names:
             raise DatasetError(
