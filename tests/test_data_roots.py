@@ -1,5 +1,5 @@
-"""``dataset.path`` must lie inside NAS_DATA_ROOTS once every link is followed, and the
-refusal looks the same whether or not the outside path exists."""
+"""``dataset.path`` and TFRecord globs must lie inside NAS_DATA_ROOTS once every link is
+followed, and the refusal looks the same whether or not anything exists outside."""
 
 from __future__ import annotations
 
@@ -238,3 +238,25 @@ def test_a_glob_cannot_tell_what_exists_outside_the_roots(
     loc, _ = refusal(when_it_exists)
     assert loc == ["body", "dataset", "tfrecords"]
     assert when_it_exists.content == when_it_does_not.content
+
+
+def test_a_submit_lists_at_most_the_configured_entries(
+    settings: Settings, store: Store, tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past NAS_SUBMIT_SCAN_ENTRIES the API accepts and leaves the check to the worker."""
+    dataset = tree.root / "late-link"
+    shutil.copytree(tree.root / "flowers", dataset)
+    link(dataset / "tulips" / "zz-private.jpg", next((tree.outside / "tulips").iterdir()))
+    monkeypatch.setenv("NAS_SUBMIT_SCAN_ENTRIES", "20")
+    assert Settings().submit_scan_entries == 20
+    body = {"dataset": {"path": str(dataset), "image_size": 32}, "space": {"max_conv_blocks": 3}}
+    statuses = []
+    for entries in (20, 100):
+        limited = settings.model_copy(
+            update={"data_roots": [tree.root], "submit_scan_entries": entries}
+        )
+        app = create_app(limited, store)
+        with TestClient(app, headers=bearer(issue_token(store, "alice").secret)) as client:
+            statuses.append(client.post("/v1/searches", json=body).status_code)
+
+    assert statuses == [201, 422]  # 5 class folders, 60 photos and a link: 66 entries
