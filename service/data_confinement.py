@@ -67,13 +67,14 @@ class Confinement:
                 yield entry
 
     def confined(self, entry: os.DirEntry[str], message: str = LINKS_OUTSIDE) -> Path:
-        """The resolved path of an entry of a resolved folder inside the roots.
+        """The path of an entry of a folder whose real path lies inside the roots, resolved
+        if the entry is a link (as the path is, if the folder is resolved).
 
         Raises:
             OutsideRoots: with ``message``, the entry is a link out of the roots (whether or
                 not its target exists: the target is not looked at).
         """
-        # A plain entry of a resolved folder inside the roots is inside them too.
+        # A plain entry of a folder that really lies inside the roots lies inside them too.
         if not entry.is_symlink():
             return Path(entry.path)
         resolved = self._real_path(entry.path)
