@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         description="Cloud Storage buckets (comma-separated names) whose gs:// TFRecord globs "
         "searches may read; empty refuses every gs:// dataset.",
     )
+    submit_scan_entries: int = Field(
+        default=5000,
+        ge=1,
+        description="Most folder entries a submit lists to check a dataset; past them the "
+        "API accepts it and the worker, which checks every file when it claims the search, "
+        "refuses it if need be. Bounds the time a submit holds one of the API's threads.",
+    )
     tf_flowers_url: str = Field(
         default="https://storage.googleapis.com/download.tensorflow.org/example_images/"
         "flower_photos.tgz",

@@ -12,9 +12,13 @@ from service.specs import SearchSpec
 
 
 def check_submission(
-    spec: SearchSpec, data_roots: list[Path], data_buckets: Sequence[str] = ()
+    spec: SearchSpec,
+    data_roots: list[Path],
+    data_buckets: Sequence[str] = (),
+    max_entries: int | None = None,
 ) -> SearchSpec:
-    """The spec with its dataset paths made absolute, or a 422 naming what is wrong."""
+    """The spec with its dataset paths made absolute, or a 422 naming what is wrong; at most
+    ``max_entries`` folder entries are listed to check its dataset."""
     smallest = min_image_size(spec.space)
     if spec.dataset.image_size < smallest:
         raise field_error(
@@ -23,5 +27,5 @@ def check_submission(
             f"{smallest} px; raise image_size or allow fewer conv blocks in the space",
             spec.dataset.image_size,
         )
-    dataset = check_dataset(spec.dataset, data_roots, data_buckets)
+    dataset = check_dataset(spec.dataset, data_roots, data_buckets, max_entries)
     return spec.model_copy(update={"dataset": dataset})

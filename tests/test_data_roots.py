@@ -1,5 +1,5 @@
-"""``dataset.path`` must lie inside NAS_DATA_ROOTS once every link is followed, and the
-refusal looks the same whether or not the outside path exists."""
+"""``dataset.path`` and TFRecord globs must lie inside NAS_DATA_ROOTS once every link is
+followed, and the refusal looks the same whether or not anything exists outside."""
 
 from __future__ import annotations
 
@@ -156,3 +156,107 @@ def test_a_data_root_reached_through_a_link_still_works(
                 201,
                 str(tree.root.resolve() / "flowers"),
             ), response.text
+
+
+def test_the_answer_to_a_link_never_depends_on_its_outside_target(
+    submit_to: Callable, tree: Tree
+) -> None:
+    """A class folder or photo linking out: one 422, byte for byte, whatever is out there."""
+    dataset = tree.root / "linking"
+    shutil.copytree(tree.root / "flowers", dataset)
+    empty_folder = tree.outside.parent / "empty"
+    empty_folder.mkdir()
+    outside_photo = next((tree.outside / "tulips").iterdir())
+    targets = {
+        "missing path": tree.outside.parent / "missing",
+        "empty folder": empty_folder,
+        "folder of photos": tree.outside / "roses",
+        "photo": outside_photo,
+    }
+    for link_at in (dataset / "zz-private", dataset / "tulips" / "zz-private.jpg"):
+        bodies = {}
+        for name, target in targets.items():
+            link_at.unlink(missing_ok=True)
+            link_at.symlink_to(target)
+            response = submit_to(dataset)
+            assert response.status_code == 422, f"{link_at.name} -> {name}: {response.text}"
+            bodies[name] = response.content
+        link_at.unlink()
+
+        assert len(set(bodies.values())) == 1, bodies
+        assert b"holds links to files outside the configured data roots" in bodies["photo"]
+
+
+@pytest.fixture
+def submit_glob(settings: Settings, store: Store, tree: Tree) -> Iterator[Callable[..., object]]:
+    """``submit_glob(pattern)``: POST a search on TFRecord shards matching ``pattern``."""
+    app = create_app(settings.model_copy(update={"data_roots": [tree.root]}), store)
+    with TestClient(app, headers=bearer(issue_token(store, "alice").secret)) as client:
+
+        def submit(pattern: str):
+            return client.post(
+                "/v1/searches",
+                json={
+                    "dataset": {"tfrecords": pattern, "image_size": 32},
+                    "space": {"max_conv_blocks": 3},
+                },
+            )
+
+        yield submit
+
+
+GLOB_PROBES: dict[str, str] = {
+    "dot-dot after a wildcard": "{root}/*/../../private/probe/secret-probe.tfrec",
+    "dot-dot after a character class": "{root}/*/../../private/probe/[a-s]*",
+    "dot-dot after a question mark": "{root}/fl?wers/../../private/probe/secret-prob?.tfrec",
+    "dot-dot before a wildcard": "{root}/flowers/../../private/probe/secret-*",
+    "many dot-dots to the file system root": "{root}/*/" + "../" * 40 + "{probe}/secret-*",
+    "wildcard through a link out of the root": "{root}/arch*/secret-*.tfrec",
+    "character class through a link out of the root": "{root}/archive/[r-t]*",
+    "match that is a link out of the root": "{root}/linked/*.tfrec",
+    "hidden match that is a link out of the root": "{root}/linked/.*",
+}
+
+
+@pytest.mark.parametrize("case", GLOB_PROBES)
+def test_a_glob_cannot_tell_what_exists_outside_the_roots(
+    submit_glob: Callable, tree: Tree, case: str
+) -> None:
+    """The same glob gets the same 422 body whether or not a file outside matches it."""
+    probe = tree.outside.parent / "probe"
+    probe.mkdir()
+    link(tree.root / "archive", probe)  # an operator's link out of the root
+    link(tree.root / "linked" / "a.tfrec", probe / "secret-probe.tfrec")
+    link(tree.root / "linked" / ".hidden.tfrec", probe / "secret-probe.tfrec")
+    pattern = GLOB_PROBES[case].format(root=tree.root, probe=str(probe).lstrip("/"))
+
+    (probe / "secret-probe.tfrec").write_bytes(b"not a shard, but a file")
+    when_it_exists = submit_glob(pattern)
+    (probe / "secret-probe.tfrec").unlink()
+    when_it_does_not = submit_glob(pattern)
+
+    loc, _ = refusal(when_it_exists)
+    assert loc == ["body", "dataset", "tfrecords"]
+    assert when_it_exists.content == when_it_does_not.content
+
+
+def test_a_submit_lists_at_most_the_configured_entries(
+    settings: Settings, store: Store, tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past NAS_SUBMIT_SCAN_ENTRIES the API accepts and leaves the check to the worker."""
+    dataset = tree.root / "late-link"
+    shutil.copytree(tree.root / "flowers", dataset)
+    link(dataset / "tulips" / "zz-private.jpg", next((tree.outside / "tulips").iterdir()))
+    monkeypatch.setenv("NAS_SUBMIT_SCAN_ENTRIES", "20")
+    assert Settings().submit_scan_entries == 20
+    body = {"dataset": {"path": str(dataset), "image_size": 32}, "space": {"max_conv_blocks": 3}}
+    statuses = []
+    for entries in (20, 100):
+        limited = settings.model_copy(
+            update={"data_roots": [tree.root], "submit_scan_entries": entries}
+        )
+        app = create_app(limited, store)
+        with TestClient(app, headers=bearer(issue_token(store, "alice").secret)) as client:
+            statuses.append(client.post("/v1/searches", json=body).status_code)
+
+    assert statuses == [201, 422]  # 5 class folders, 60 photos and a link: 66 entries

@@ -1,6 +1,7 @@
 """Folders of class subfolders of images: scan, decode (crop to fill), cache and split.
 
-Imports only NumPy, Pillow and the standard library, so the API can validate paths with it.
+Imports only NumPy, Pillow, the standard library and the (standard-library) confinement
+checks, so the API can validate paths with it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from service.data_confinement import Confinement
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 # Part of every cache key: bump it whenever decoding changes, so that stale caches are never read.
@@ -57,25 +60,36 @@ class ImageSet:
     from_cache: bool = False
 
 
-def scan_folder(path: Path, max_images_per_class: int | None = None) -> FolderScan:
+def scan_folder(
+    path: Path, max_images_per_class: int | None = None, confinement: Confinement | None = None
+) -> FolderScan:
     """List the images of ``path``, one subfolder per class, sorted by name.
 
     Hidden entries are ignored, as are files without an image suffix and anything nested
     deeper than the class subfolders. With ``max_images_per_class``, only the first images
-    (by name) of each class are kept.
+    (by name) of each class are kept. With ``confinement``, ``path`` is resolved and must lie
+    in its data roots, and no entry examined (a visible entry of ``path``, an image of a class
+    folder) may link out of them, checked before the link's target is looked at; without, the
+    folder is one the worker made itself.
 
     Raises:
         DatasetError: ``path`` is not a readable folder, has fewer than 2 class subfolders,
             or a class subfolder holds no images.
+        OutsideRoots: ``path``, a class folder or an image leads out of the data roots.
+        EntryLimitReached: the folders hold more entries than ``confinement`` may examine.
     """
+    if confinement is not None:
+        path = confinement.resolve(path)
     if not path.is_dir():
         raise DatasetError(f"{path} is not a folder")
     try:
         class_dirs = sorted(
-            (entry for entry in path.iterdir() if entry.is_dir() and not _hidden(entry)),
-            key=lambda entry: entry.name,
+            (folder for entry, folder in _entries(path, confinement) if entry.is_dir()),
+            key=lambda folder: folder.name,
         )
-        per_class = [_image_files(folder)[:max_images_per_class] for folder in class_dirs]
+        per_class = [
+            _image_files(folder, confinement)[:max_images_per_class] for folder in class_dirs
+        ]
     except OSError as error:
         raise DatasetError(f"cannot read {path}: {error.strerror or error}") from error
     if len(class_dirs) < 2:
@@ -187,15 +201,31 @@ def three_way_split(
     return rest[train], rest[validation], test
 
 
-def _hidden(entry: Path) -> bool:
-    return entry.name.startswith(".")
+def _entries(
+    folder: Path, confinement: Confinement | None, wanted: Callable[[str], bool] = bool
+) -> Iterator[tuple[os.DirEntry[str], Path]]:
+    """The visible entries of ``folder`` whose names are ``wanted``, each with its path under
+    ``folder``, checked against ``confinement`` before the caller looks at its target."""
+    listing = confinement.entries(folder) if confinement is not None else _scandir(folder)
+    for entry in listing:
+        if entry.name.startswith(".") or not wanted(entry.name):
+            continue
+        if confinement is not None:
+            confinement.confined(entry)
+        yield entry, folder / entry.name
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _scandir(folder: Path) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(folder) as listing:
+        yield from listing
+
+
+def _image_files(folder: Path, confinement: Confinement | None) -> list[Path]:
+    def image_name(name: str) -> bool:
+        return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
     return sorted(
-        entry
-        for entry in folder.iterdir()
-        if entry.suffix.lower() in IMAGE_SUFFIXES and not _hidden(entry) and entry.is_file()
+        file for entry, file in _entries(folder, confinement, image_name) if entry.is_file()
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from service.data_confinement import Confinement, OutsideRoots
 from service.settings import Settings
 from service.specs import DatasetSpec
 from worker.datasets import DatasetError, ImageSet, load_images, scan_folder, three_way_split
@@ -41,12 +44,19 @@ class SearchData:
 
 
 def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
-    """Decode (or read from the cache) the dataset's photos and split them.
+    """Decode (or read from the cache) the dataset's photos and split them, first checking
+    again that every file lies inside the data roots (links may have changed since submit).
 
     Raises:
         DatasetError: the photos cannot be used; the message says why.
     """
-    images = _load_source(dataset, settings)
+    confinement = Confinement(settings.resolved_data_roots())
+    test_scan = None
+    # Checked first, so that a test folder out of the roots costs no decoding.
+    if dataset.test_path is not None:
+        with _confined("test_path"):
+            test_scan = scan_folder(Path(dataset.test_path), confinement=confinement)
+    images = _load_source(dataset, settings, confinement)
     train, validation, held_out = three_way_split(
         images.labels, dataset.test_split, dataset.validation_split, dataset.seed
     )
@@ -59,10 +69,8 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
             skipped=(),
             from_cache=images.from_cache,
         )
-    elif dataset.test_path is not None:
-        test = load_images(
-            scan_folder(Path(dataset.test_path)), dataset.image_size, settings.cache_dir
-        )
+    elif test_scan is not None:
+        test = load_images(test_scan, dataset.image_size, settings.cache_dir)
         if test.class_names != images.class_names:
             raise DatasetError(
                 f"the classes of dataset.test_path ({', '.join(test.class_names)}) differ from "
@@ -71,20 +79,33 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
     return SearchData(images=images, train=train, validation=validation, test=test)
 
 
-def _load_source(dataset: DatasetSpec, settings: Settings) -> ImageSet:
+def _load_source(dataset: DatasetSpec, settings: Settings, confinement: Confinement) -> ImageSet:
     if dataset.tfrecords is not None:
-        return load_tfrecords(
-            dataset.tfrecords,
-            class_names=dataset.class_names,
-            image_size=dataset.image_size,
-            max_images_per_class=dataset.max_images_per_class,
-            cache_dir=settings.cache_dir,
-        )
+        with _confined("tfrecords"):
+            return load_tfrecords(
+                dataset.tfrecords,
+                class_names=dataset.class_names,
+                image_size=dataset.image_size,
+                max_images_per_class=dataset.max_images_per_class,
+                cache_dir=settings.cache_dir,
+                confinement=confinement,
+            )
     if dataset.path is not None:
-        folder = Path(dataset.path)
+        with _confined("path"):
+            scan = scan_folder(Path(dataset.path), dataset.max_images_per_class, confinement)
     else:
         folder = fetch_tf_flowers(
             settings.cache_dir, settings.tf_flowers_url, settings.download_timeout_seconds
         )
-    scan = scan_folder(folder, dataset.max_images_per_class)
+        scan = scan_folder(folder, dataset.max_images_per_class)
     return load_images(scan, dataset.image_size, settings.cache_dir)
+
+
+@contextmanager
+def _confined(field: str) -> Iterator[None]:
+    """A path out of the data roots (swapped in since the API checked it) as the API's
+    refusal of ``dataset.<field>``, naming nothing outside."""
+    try:
+        yield
+    except OutsideRoots as error:
+        raise DatasetError(f"dataset.{field} {error}") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from service.data_confinement import Confinement
 from worker.datasets import DatasetError, ImageSet, cache_key, cached_image_set, crop_to_fill
 
 IMAGE_FEATURE = "image"
@@ -29,16 +30,19 @@ def load_tfrecords(
     image_size: int,
     max_images_per_class: int | None,
     cache_dir: Path | None,
+    confinement: Confinement | None = None,
 ) -> ImageSet:
     """Decode the records of every shard matching ``pattern`` with :func:`crop_to_fill`.
 
     Shards are read in name order and records in file order; with ``max_images_per_class``,
     the first ones of each class are kept. The result is cached under a key of the shards'
-    paths, sizes and modification times, the class names, the cap and the image size.
+    paths, sizes and modification times, the class names, the cap and the image size. With
+    ``confinement``, a local pattern is listed by it: every shard must lie in its data roots.
 
     Raises:
         DatasetError: no shard matches, a record lacks a feature, a class index is out of
             range, or a class has no readable image; or TensorFlow is not installed.
+        OutsideRoots: the pattern or a shard leads out of the data roots.
     """
     try:
         import tensorflow as tf
@@ -48,7 +52,10 @@ def load_tfrecords(
             "(install the tensorflow extra, or give a folder of photos)"
         ) from None
     try:
-        shards = sorted(tf.io.gfile.glob(pattern))
+        if confinement is not None and not pattern.startswith("gs://"):
+            shards = [str(shard) for shard in confinement.glob(pattern)]
+        else:
+            shards = sorted(tf.io.gfile.glob(pattern))
     except tf.errors.OpError as error:
         raise DatasetError(f"cannot list the TFRecord shards {pattern}: {error.message}") from None
     if not shards:

@@ -81,7 +81,12 @@ def submit_search(
             response.headers["Idempotent-Replayed"] = "true"
             return SearchOut.of(earlier.search)
         check_caps(spec, settings)
-        checked = check_submission(spec, settings.resolved_data_roots(), settings.data_buckets)
+        checked = check_submission(
+            spec,
+            settings.resolved_data_roots(),
+            settings.data_buckets,
+            settings.submit_scan_entries,
+        )
         submission = store.create_search(
             checked.model_dump(mode="json"),
             trials_planned=checked.tuner.planned_trials(),
