@@ -61,7 +61,10 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
         )
     elif dataset.test_path is not None:
         test = load_images(
-            scan_folder(Path(dataset.test_path)), dataset.image_size, settings.cache_dir
+            scan_folder(Path(dataset.test_path)),
+            dataset.image_size,
+            settings.cache_dir,
+            max_pixels=settings.limit_image_pixels,
         )
         if test.class_names != images.class_names:
             raise DatasetError(
@@ -79,6 +82,8 @@ def _load_source(dataset: DatasetSpec, settings: Settings) -> ImageSet:
             image_size=dataset.image_size,
             max_images_per_class=dataset.max_images_per_class,
             cache_dir=settings.cache_dir,
+            max_classes=settings.limit_classes,
+            max_pixels=settings.limit_image_pixels,
         )
     if dataset.path is not None:
         folder = Path(dataset.path)
@@ -87,4 +92,6 @@ def _load_source(dataset: DatasetSpec, settings: Settings) -> ImageSet:
             settings.cache_dir, settings.tf_flowers_url, settings.download_timeout_seconds
         )
     scan = scan_folder(folder, dataset.max_images_per_class)
-    return load_images(scan, dataset.image_size, settings.cache_dir)
+    return load_images(
+        scan, dataset.image_size, settings.cache_dir, max_pixels=settings.limit_image_pixels
+    )
