@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -60,6 +61,23 @@ def test_shards_are_cached_and_named_by_index_by_default(photos: Path, tmp_path:
     assert (first.from_cache, second.from_cache, uncapped.from_cache) == (False, True, False)
     np.testing.assert_array_equal(first.images, second.images)
     assert len(uncapped.labels) == 5 * PER_CLASS
+
+
+def test_local_shards_are_cached_by_their_records(photos: Path, tmp_path: Path) -> None:
+    (shard,) = write_shards(photos, tmp_path / "shards", shards=1)
+    cache = tmp_path / "cache"
+    first = read_shards(str(shard), cache)
+    again = read_shards(str(shard), cache)
+    # The same records with two classes swapped: the same size, and the same mtime restored.
+    stat = shard.stat()
+    write_shards(photos, tmp_path / "shards", shards=1, classes=[1, 0, 2, 3, 4])
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert shard.stat().st_size == stat.st_size
+
+    swapped = read_shards(str(shard), cache)
+
+    assert again.from_cache and not swapped.from_cache
+    assert swapped.labels[0] == first.labels[0] + 1 == 1
 
 
 @pytest.mark.parametrize("feature", ["image", "class"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -253,6 +254,22 @@ def test_a_file_rewritten_with_its_size_and_time_is_decoded_again(
 
     assert not image_set.from_cache
     assert (image_set.images[0] == RED).all() and not (image_set.images[1:] == RED).all()
+
+
+def test_digests_of_unchanged_files_are_remembered(flowers: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    load_images(scan_folder(flowers), SIZE, cache)
+    tables = sorted((cache / "digests").iterdir())
+    assert len(tables) == 3  # one per class folder
+    # Remembered digests are trusted, not recomputed: wrong ones make a different key.
+    for table in tables:
+        entries = json.loads(table.read_text())
+        assert len(entries) == PER_CLASS
+        table.write_text(
+            json.dumps({name: [*entry[:-1], "0" * 64] for name, entry in entries.items()})
+        )
+
+    assert not load_images(scan_folder(flowers), SIZE, cache).from_cache
 
 
 def test_an_image_over_the_pixel_cap_is_skipped_undecoded(flowers: Path) -> None:
