@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.flowers import copy_flowers_slice
+from tests.flowers import FLOWERS, copy_flowers_slice
 from tests.lookalikes import imitate, imitate_folder
 from worker.datasets import (
     DatasetError,
@@ -135,6 +135,22 @@ def test_crop_to_fill_converts_to_rgb(mode: str) -> None:
 
     assert pixels.shape == (8, 8, 3)
     assert pixels.dtype == np.uint8
+
+
+def test_crop_to_fill_decodes_a_large_jpeg_at_a_reduced_scale(tmp_path: Path) -> None:
+    (photo,) = sorted(FLOWERS.joinpath("roses").glob("*.jpg"))[:1]
+    with Image.open(photo) as small:
+        small.convert("RGB").resize((2048, 2048)).save(tmp_path / "large.jpg", quality=95)
+    with Image.open(tmp_path / "large.jpg") as full:
+        full.load()
+        expected = crop_to_fill(full, 64)
+
+    with Image.open(tmp_path / "large.jpg") as large:
+        pixels = crop_to_fill(large, 64)
+        # 1/8 scale keeps 256 px, at least twice the 64 asked for.
+        assert large.size == (256, 256)
+
+    assert np.abs(pixels.astype(int) - expected).mean() < 2
 
 
 def test_load_images_decodes_every_photo(flowers: Path) -> None:

@@ -106,7 +106,15 @@ def scan_folder(path: Path, max_images_per_class: int | None = None) -> FolderSc
 
 
 def crop_to_fill(image: Image.Image, size: int) -> np.ndarray:
-    """The largest centered square of ``image``, resized to (size, size, 3) uint8 RGB."""
+    """The largest centered square of ``image``, resized to (size, size, 3) uint8 RGB.
+
+    A JPEG not yet loaded is decoded at the smallest of 1/2, 1/4 or 1/8 scale that keeps
+    both sides at least twice ``size`` (its decoder's DCT scaling).
+    """
+    # Measured on 4000x3000 photos to 192 px: 2.4x faster, and as close to a Lanczos resize
+    # of the full decode (mean error 1.41 vs 1.35 levels); scaling down to ``size`` itself
+    # would be 4x faster but twice as far off (2.47).
+    image.draft("RGB", (2 * size, 2 * size))
     rgb = image.convert("RGB")
     side = min(rgb.size)
     left = (rgb.width - side) // 2
