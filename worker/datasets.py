@@ -1,6 +1,7 @@
 """Folders of class subfolders of images: scan, decode (crop to fill), cache and split.
 
-Imports only NumPy, Pillow and the standard library, so the API can validate paths with it.
+Imports only NumPy, Pillow, the standard library and worker modules that import nothing
+else, so the API can validate paths with it.
 """
 
 from __future__ import annotations
