@@ -26,6 +26,16 @@ def check_caps(spec: SearchSpec, settings: Settings) -> None:
         for loc, (value, name) in asked.items()
         if value > getattr(settings, name)
     ]
+    class_names = spec.dataset.class_names
+    if class_names is not None and len(class_names) > settings.limit_classes:
+        problems.append(
+            field_problem(
+                ("dataset", "class_names"),
+                f"may name at most {settings.limit_classes} classes on this service "
+                f"(NAS_LIMIT_CLASSES), not {len(class_names)}",
+                len(class_names),
+            )
+        )
     planned = spec.tuner.planned_trials()
     if spec.tuner.algorithm == "hyperband" and planned > settings.limit_max_trials:
         problems.append(

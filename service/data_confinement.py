@@ -128,6 +128,28 @@ class Confinement:
         except OSError:  # not a folder, gone, unreadable: it holds no match
             return []
 
+    def read_bytes(self, path: Path) -> bytes:
+        """The bytes of the file at ``path``, checked once it is open to be a file inside a
+        root: a link swapped in after the dataset was checked cannot lead the read outside.
+
+        Raises:
+            OutsideRoots: with :data:`LINKS_OUTSIDE`, whether or not the outside file exists.
+            OSError: the file cannot be read.
+        """
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as file:
+            # The opened file must be the one the resolved path names now, and that path must
+            # lie inside a root: swapping the link back after the open changes the first.
+            resolved = self._real_path(path)
+            opened = os.fstat(descriptor)
+            try:
+                named = os.stat(resolved) if resolved is not None else None
+            except OSError:
+                named = None
+            if named is None or (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+                raise OutsideRoots(LINKS_OUTSIDE)
+            return file.read()
+
     def _real_path(self, raw_path: str | Path) -> Path | None:
         try:
             resolved = Path(os.path.realpath(raw_path))

@@ -106,6 +106,18 @@ class Settings(BaseSettings):
     limit_epochs: int = Field(default=100, ge=1, description="Most epochs per trial.")
     limit_image_size: int = Field(default=384, ge=16, description="Largest image side, px.")
     limit_batch_size: int = Field(default=512, ge=1, description="Largest batch size.")
+    limit_classes: int = Field(
+        default=1000,
+        ge=2,
+        description="Most classes a dataset may have: TFRecord class indices must lie in "
+        "0..limit-1, and class_names may name at most this many.",
+    )
+    limit_image_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Most pixels one image may have (width x height); larger ones are "
+        "skipped like unreadable ones, before they are decoded.",
+    )
     limit_queued_per_owner: int = Field(
         default=10, ge=1, description="Queued searches one owner may have (429 past it)."
     )

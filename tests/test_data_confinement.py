@@ -19,7 +19,7 @@ from service.data_confinement import (
 )
 from tests.flowers import copy_flowers_slice
 from tests.tfrecord_shards import write_shards
-from worker.datasets import scan_folder
+from worker.datasets import load_images, scan_folder
 from worker.tfrecords import load_tfrecords
 
 
@@ -111,6 +111,31 @@ def test_a_confined_scan_refuses_a_link_out_whatever_its_target(
 
     with pytest.raises(OutsideRoots) as refused:
         scan_folder(flowers, None, Confinement([tmp_path / "data"]))
+
+    assert str(refused.value) == LINKS_OUTSIDE
+
+
+@pytest.mark.parametrize("swap", ["photo", "class folder"])
+def test_a_photo_swapped_for_a_link_out_after_the_scan_is_never_read(
+    tmp_path: Path, swap: str
+) -> None:
+    root = tmp_path / "data"
+    flowers = copy_flowers_slice(root / "flowers", per_class=2, classes=2)
+    outside = copy_flowers_slice(tmp_path / "outside", per_class=2, classes=2)
+    scan = scan_folder(flowers, None, Confinement([root]))
+    # Between the worker's check and its reads, a photo (or its class folder) becomes a link
+    # to a real photo outside the roots.
+    if swap == "photo":
+        photo = scan.files[0]
+        photo.unlink()
+        photo.symlink_to(outside / photo.parent.name / photo.name)
+    else:
+        folder = scan.files[0].parent
+        shutil.rmtree(folder)
+        folder.symlink_to(outside / folder.name)
+
+    with pytest.raises(OutsideRoots) as refused:
+        load_images(scan, 32, None)
 
     assert str(refused.value) == LINKS_OUTSIDE
 

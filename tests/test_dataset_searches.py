@@ -2,7 +2,8 @@
 
 One worker runs them all in order, on SQLite: a folder with a test folder, the same folder
 again (read from the cache) with a test split, TFRecord shards written here, shards without
-a feature, and tf_flowers from a local HTTP server, first unreachable, then up.
+a feature, and tf_flowers from a local HTTP server, first unreachable, then up. Another
+runs two owners' searches on folders that differ only in their pixels.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,6 +23,8 @@ from service.store import Store
 from tests.flowers import copy_flowers_slice
 from tests.http_files import ARCHIVE_NAME, flowers_archive, serve_files
 from tests.live import cli_token, live_api, wait_for_status
+from tests.lookalikes import imitate_folder
+from tests.owners import bearer
 from tests.tfrecord_shards import write_shards
 from worker.tf_flowers import TF_FLOWERS_CLASSES
 
@@ -154,3 +158,36 @@ def test_each_dataset_form_end_to_end(settings: Settings, store: Store, tmp_path
     assert online["status"] == "succeeded", worker_log
     assert online["dataset"]["class_names"] == list(TF_FLOWERS_CLASSES)
     assert (online["dataset"]["images"], online["dataset"]["test_images"]) == (20, 5)
+
+
+def test_a_lookalike_folder_does_not_read_another_owners_cache(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    root = settings.data_roots[0]
+    alice_photos = copy_flowers_slice(root / "alice-photos", per_class=4, classes=2)
+    # Bob's: the same relative names, sizes and modification times, other pixels.
+    bob_photos = imitate_folder(alice_photos, root / "bob-photos", (255, 0, 0))
+    logs = tmp_path / "logs"
+    with live_api(settings, logs, cli_token(settings, "alice")) as alice:
+        bob = httpx.Client(
+            base_url=alice.base_url, timeout=30, headers=bearer(cli_token(settings, "bob"))
+        )
+        ids = []
+        for client, photos in ((alice, alice_photos), (bob, bob_photos)):
+            response = client.post("/v1/searches", json=body({"path": str(photos)}))
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        worker = start_nas(["worker"], settings_env(settings), logs / "worker.log")
+        try:
+            alices, bobs = (
+                wait_for_status(client, search_id, ENDED, 600)
+                for client, search_id in zip((alice, bob), ids, strict=True)
+            )
+        finally:
+            assert stop_process(worker) == 0
+            bob.close()
+
+    worker_log = (logs / "worker.log").read_text()[-4000:]
+    assert alices["status"] == bobs["status"] == "succeeded", worker_log
+    assert alices["dataset"]["from_cache"] is False
+    assert bobs["dataset"]["from_cache"] is False

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from service.launcher import free_port
 from tests.flowers import copy_flowers_slice
@@ -28,7 +30,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_shards(pattern: str, cache_dir: Path | None = None, **options):
-    arguments = {"class_names": None, "max_images_per_class": None} | options
+    arguments = {"class_names": None, "max_images_per_class": None, "max_classes": 1000} | options
     return load_tfrecords(pattern, image_size=SIZE, cache_dir=cache_dir, **arguments)
 
 
@@ -61,6 +63,23 @@ def test_shards_are_cached_and_named_by_index_by_default(photos: Path, tmp_path:
     assert len(uncapped.labels) == 5 * PER_CLASS
 
 
+def test_local_shards_are_cached_by_their_records(photos: Path, tmp_path: Path) -> None:
+    (shard,) = write_shards(photos, tmp_path / "shards", shards=1)
+    cache = tmp_path / "cache"
+    first = read_shards(str(shard), cache)
+    again = read_shards(str(shard), cache)
+    # The same records with two classes swapped: the same size, and the same mtime restored.
+    stat = shard.stat()
+    write_shards(photos, tmp_path / "shards", shards=1, classes=[1, 0, 2, 3, 4])
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert shard.stat().st_size == stat.st_size
+
+    swapped = read_shards(str(shard), cache)
+
+    assert again.from_cache and not swapped.from_cache
+    assert swapped.labels[0] == first.labels[0] + 1 == 1
+
+
 @pytest.mark.parametrize("feature", ["image", "class"])
 def test_a_shard_without_a_feature_is_named(photos: Path, tmp_path: Path, feature: str) -> None:
     (shard,) = write_shards(photos, tmp_path / "shards", shards=1, without=feature)
@@ -82,6 +101,36 @@ def test_bad_shards_and_classes_are_refused(photos: Path, tmp_path: Path) -> Non
         read_shards(str(not_a_shard))
     with pytest.raises(DatasetError, match="no TFRecord shard matches"):
         read_shards(str(tmp_path / "none-*.tfrec"))
+
+
+@pytest.mark.parametrize("index", [1000, 3_000_000, 2**40, -1, -(2**63)])
+def test_a_class_index_out_of_bounds_is_named(photos: Path, tmp_path: Path, index: int) -> None:
+    (shard,) = write_shards(photos, tmp_path / "shards", shards=1, classes=[0, 1, index, 3, 4])
+
+    with pytest.raises(DatasetError) as error:
+        read_shards(str(shard), max_classes=1000)
+
+    # One shard holds the records in folder order: the third class starts at record 8.
+    assert str(error.value) == (
+        f"{shard}: record {2 * PER_CLASS} has class {index} (feature 'class'), "
+        "outside 0..999 (NAS_LIMIT_CLASSES)"
+    )
+
+
+def test_class_indices_up_to_the_bound_are_read(photos: Path, tmp_path: Path) -> None:
+    (shard,) = write_shards(photos, tmp_path / "shards", shards=1, classes=[0, 1, 2, 3, 4])
+
+    assert len(read_shards(str(shard), max_classes=5).class_names) == 5
+
+
+def test_a_record_over_the_pixel_cap_is_skipped(tmp_path: Path) -> None:
+    photos = copy_flowers_slice(tmp_path / "photos", per_class=2, classes=2)
+    Image.new("1", (9000, 9000)).save(photos / "daisy" / "huge.jpg", "PNG")
+    (shard,) = write_shards(photos, tmp_path / "shards", shards=1)
+
+    decoded = read_shards(str(shard), max_pixels=40_000_000)
+
+    assert decoded.skipped == (f"{shard}#2",) and len(decoded.labels) == 4
 
 
 def test_three_way_split_is_stratified_disjoint_and_seeded() -> None:

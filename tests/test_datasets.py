@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.flowers import copy_flowers_slice
+from tests.flowers import FLOWERS, copy_flowers_slice
+from tests.lookalikes import imitate, imitate_folder
 from worker.datasets import (
     DatasetError,
     crop_to_fill,
@@ -24,6 +26,7 @@ from worker.datasets import (
 REPO = Path(__file__).resolve().parents[1]
 PER_CLASS = 6
 SIZE = 32
+RED = (255, 0, 0)
 
 
 @pytest.fixture
@@ -134,6 +137,22 @@ def test_crop_to_fill_converts_to_rgb(mode: str) -> None:
     assert pixels.dtype == np.uint8
 
 
+def test_crop_to_fill_decodes_a_large_jpeg_at_a_reduced_scale(tmp_path: Path) -> None:
+    (photo,) = sorted(FLOWERS.joinpath("roses").glob("*.jpg"))[:1]
+    with Image.open(photo) as small:
+        small.convert("RGB").resize((2048, 2048)).save(tmp_path / "large.jpg", quality=95)
+    with Image.open(tmp_path / "large.jpg") as full:
+        full.load()
+        expected = crop_to_fill(full, 64)
+
+    with Image.open(tmp_path / "large.jpg") as large:
+        pixels = crop_to_fill(large, 64)
+        # 1/8 scale keeps 256 px, at least twice the 64 asked for.
+        assert large.size == (256, 256)
+
+    assert np.abs(pixels.astype(int) - expected).mean() < 2
+
+
 def test_load_images_decodes_every_photo(flowers: Path) -> None:
     scan = scan_folder(flowers)
 
@@ -188,7 +207,7 @@ def test_cache_makes_a_second_load_decode_nothing(flowers: Path, tmp_path: Path)
     assert second.labels.dtype == np.int32
     assert second.class_names == first.class_names
     assert second.skipped == first.skipped == ("daisy/broken.jpg",)
-    assert [path.suffix for path in cache.iterdir()] == [".npz"]
+    assert sorted(path.suffix or path.name for path in cache.iterdir()) == [".npz", "digests"]
 
 
 def test_cache_key_follows_files_and_image_size(flowers: Path, tmp_path: Path) -> None:
@@ -209,6 +228,91 @@ def test_cache_survives_a_copy_of_the_folder(flowers: Path, tmp_path: Path) -> N
     moved = flowers.rename(tmp_path / "moved")
 
     assert load_images(scan_folder(moved), SIZE, cache).from_cache
+
+
+def test_cache_is_not_shared_with_a_lookalike_folder(flowers: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    load_images(scan_folder(flowers), SIZE, cache)
+    # Another owner's folder: the same relative names, sizes and modification times.
+    lookalike = imitate_folder(flowers, tmp_path / "lookalike", RED)
+
+    image_set = load_images(scan_folder(lookalike), SIZE, cache)
+
+    assert not image_set.from_cache
+    assert (image_set.images == RED).all()
+
+
+def test_cache_is_shared_by_folders_of_identical_bytes(flowers: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = load_images(scan_folder(flowers), SIZE, cache)
+    # Copied without the modification times: only the bytes are the same.
+    copy = shutil.copytree(flowers, tmp_path / "copy", copy_function=shutil.copyfile)
+
+    second = load_images(scan_folder(copy), SIZE, cache)
+
+    assert second.from_cache
+    np.testing.assert_array_equal(second.images, first.images)
+
+
+def test_a_file_rewritten_with_its_size_and_time_is_decoded_again(
+    flowers: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    scan = scan_folder(flowers)
+    load_images(scan, SIZE, cache)
+    assert load_images(scan, SIZE, cache).from_cache
+    rewritten = scan.files[0]
+    original = tmp_path / "original.jpg"
+    shutil.copy2(rewritten, original)
+
+    imitate(original, rewritten, RED)
+    image_set = load_images(scan_folder(flowers), SIZE, cache)
+
+    assert not image_set.from_cache
+    assert (image_set.images[0] == RED).all() and not (image_set.images[1:] == RED).all()
+
+
+def test_digests_of_unchanged_files_are_remembered(flowers: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    load_images(scan_folder(flowers), SIZE, cache)
+    tables = sorted((cache / "digests").iterdir())
+    assert len(tables) == 3  # one per class folder
+    # Remembered digests are trusted, not recomputed: wrong ones make a different key.
+    for table in tables:
+        entries = json.loads(table.read_text())
+        assert len(entries) == PER_CLASS
+        table.write_text(
+            json.dumps({name: [*entry[:-1], "0" * 64] for name, entry in entries.items()})
+        )
+
+    assert not load_images(scan_folder(flowers), SIZE, cache).from_cache
+
+
+def test_an_image_over_the_pixel_cap_is_skipped_undecoded(flowers: Path) -> None:
+    # 9000 x 9000 pixels, under Pillow's bomb limit, in a few kB: 1 bit per pixel, all black.
+    Image.new("1", (9000, 9000)).save(flowers / "roses" / "huge.png")
+    # The peak RSS of this process alone (VmHWM): ru_maxrss would count pytest's, from the fork.
+    probe = (
+        "import re, sys; from pathlib import Path; "
+        "from worker.datasets import load_images, scan_folder; "
+        "images = load_images(scan_folder(Path(sys.argv[1])), 32, None, max_pixels=40_000_000); "
+        "peak_kib = re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1]; "
+        "print(images.skipped, len(images.labels), int(peak_kib) // 1024)"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(flowers)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    skipped, decoded, peak_mib = result.stdout.rsplit(maxsplit=2)
+    assert skipped == "('roses/huge.png',)" and int(decoded) == 3 * PER_CLASS
+    # Decoded, it would take 81 MB as bits and 243 MB as RGB.
+    assert int(peak_mib) < 200, result.stdout
+    assert "81000000 pixels, over the cap of 40000000" in result.stderr
 
 
 def test_stratified_split_holds_out_each_class_in_proportion() -> None:

@@ -22,6 +22,7 @@ LIMITS = {
     "limit_epochs": 5,
     "limit_image_size": 64,
     "limit_batch_size": 16,
+    "limit_classes": 3,
     "limit_queued_per_owner": 2,
     "limit_body_bytes": 4096,
     "rate_limit_per_minute": 60.0,
@@ -95,6 +96,26 @@ def test_every_cap_broken_at_once_is_named_at_once(limited: LimitedClient, data_
     assert {tuple(error["loc"]) for error in response.json()["detail"]} == {
         ("body", section, key) for section, key, _ in CAPS.values()
     }
+
+
+@pytest.mark.parametrize("classes", [3, 4])
+def test_class_names_are_capped(limited: LimitedClient, data_root: Path, classes: int) -> None:
+    dataset = {
+        "path": None,
+        "tfrecords": str(data_root / "shards" / "*.tfrec"),
+        "class_names": [f"class {index}" for index in range(classes)],
+    }
+
+    response = limited("alice").post("/v1/searches", json=body(data_root, dataset=dataset))
+
+    assert response.status_code == 422
+    named = [error for error in response.json()["detail"] if "class_names" in error["loc"]]
+    if classes > LIMITS["limit_classes"]:
+        (error,) = named
+        assert error["loc"] == ["body", "dataset", "class_names"]
+        assert "at most 3 classes" in error["msg"] and "NAS_LIMIT_CLASSES" in error["msg"]
+    else:
+        assert named == []  # refused only because no shard matches
 
 
 def test_hyperband_may_not_plan_more_trials_than_the_cap(

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from worker.datasets import scan_folder
 
 
 def write_shards(
-    photos: Path, dest: Path, shards: int = 2, *, without: str | None = None
+    photos: Path,
+    dest: Path,
+    shards: int = 2,
+    *,
+    without: str | None = None,
+    classes: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write the photos of a folder of class subfolders into ``shards`` files in ``dest``.
 
     Each record holds ``image`` (the JPEG file's bytes) and ``class`` (the index of its folder
-    in name order), round-robin over the shards; ``without`` leaves that feature out.
+    in name order, or ``classes[index]``), round-robin over the shards; ``without`` leaves
+    that feature out.
     """
     import tensorflow as tf
 
@@ -25,7 +32,9 @@ def write_shards(
         for position, (file, label) in enumerate(zip(scan.files, scan.labels, strict=True)):
             features = {
                 "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[file.read_bytes()])),
-                "class": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "class": tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[classes[label] if classes else label])
+                ),
             }
             features.pop(without, None)
             example = tf.train.Example(features=tf.train.Features(feature=features))

@@ -1,35 +1,43 @@
 """Folders of class subfolders of images: scan, decode (crop to fill), cache and split.
 
-Imports only NumPy, Pillow, the standard library and the (standard-library) confinement
-checks, so the API can validate paths with it.
+Imports only NumPy, Pillow, the standard library, the (standard-library) confinement checks
+and worker modules that import nothing else, so the API can validate paths with it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from service.data_confinement import Confinement
+from service.data_confinement import Confinement, OutsideRoots
+from worker.atomic_files import write_atomically
+from worker.content_digests import DigestIndex, digest_bytes, digest_file
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 # Part of every cache key: bump it whenever decoding changes, so that stale caches are never read.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+# What decoding an image may raise for a file that is not an image it can use.
+UNUSABLE_IMAGE_ERRORS = (OSError, ValueError, EOFError, Image.DecompressionBombError)
 
 _log = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
     """A dataset that cannot be used; the message is meant for the user who submitted it."""
+
+
+class TooManyPixelsError(ValueError):
+    """An image over the cap on pixels, found before decoding it."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class FolderScan:
     class_names: tuple[str, ...]
     files: tuple[Path, ...]
     labels: tuple[int, ...]
+    #: The data roots the files were checked against; reads check the opened files again.
+    confinement: Confinement | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -108,11 +118,20 @@ def scan_folder(
         class_names=tuple(folder.name for folder in class_dirs),
         files=tuple(file for files in per_class for file in files),
         labels=tuple(label for label, files in enumerate(per_class) for _ in files),
+        confinement=confinement,
     )
 
 
 def crop_to_fill(image: Image.Image, size: int) -> np.ndarray:
-    """The largest centered square of ``image``, resized to (size, size, 3) uint8 RGB."""
+    """The largest centered square of ``image``, resized to (size, size, 3) uint8 RGB.
+
+    A JPEG not yet loaded is decoded at the smallest of 1/2, 1/4 or 1/8 scale that keeps
+    both sides at least twice ``size`` (its decoder's DCT scaling).
+    """
+    # Measured on 4000x3000 photos to 192 px: 2.4x faster, and as close to a Lanczos resize
+    # of the full decode (mean error 1.41 vs 1.35 levels); scaling down to ``size`` itself
+    # would be 4x faster but twice as far off (2.47).
+    image.draft("RGB", (2 * size, 2 * size))
     rgb = image.convert("RGB")
     side = min(rgb.size)
     left = (rgb.width - side) // 2
@@ -122,34 +141,73 @@ def crop_to_fill(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def load_images(scan: FolderScan, image_size: int, cache_dir: Path | None) -> ImageSet:
-    """Decode every scanned file with :func:`crop_to_fill`, skipping unreadable ones.
+def decode_image(data: bytes, size: int, max_pixels: int | None) -> np.ndarray:
+    """The image file ``data`` holds, through :func:`crop_to_fill`.
 
-    With ``cache_dir``, the result is stored there under a key of the image size, the class
-    names and each file's relative path, size and modification time; a later call with the
-    same key reads it back and decodes nothing.
+    Raises:
+        TooManyPixelsError: the image has more than ``max_pixels`` pixels (checked from its
+            header, before decoding).
+        OSError, ValueError, EOFError, Image.DecompressionBombError: it is no usable image
+            (all of them in :data:`UNUSABLE_IMAGE_ERRORS`).
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise TooManyPixelsError(
+                f"{width}x{height} is {width * height} pixels, over the cap of {max_pixels}"
+            )
+        return crop_to_fill(image, size)
+
+
+def load_images(
+    scan: FolderScan, image_size: int, cache_dir: Path | None, *, max_pixels: int | None = None
+) -> ImageSet:
+    """Decode every scanned file with :func:`decode_image`, skipping unusable ones.
+
+    With ``cache_dir``, the result is stored there under a key of the image size, the pixel
+    cap, the class names and each file's relative path and content digest; a later call with
+    the same key reads it back and decodes nothing.
 
     Raises:
         DatasetError: a class has no readable image.
     """
+    names = [_relative(scan, file) for file in scan.files]
+
+    def key_of(digests: list[str | None]) -> str:
+        return cache_key(
+            image_size, max_pixels, list(scan.class_names), list(zip(names, digests, strict=True))
+        )
+
+    def decode() -> tuple[ImageSet, str]:
+        image_set, digests = _decode(scan, image_size, max_pixels)
+        return image_set, key_of(digests)
+
     return cached_image_set(
-        cache_dir, _cache_key(scan, image_size), lambda: _decode(scan, image_size)
+        cache_dir,
+        lambda cache: key_of(DigestIndex(cache, "files").digests(scan.files, digest_file)),
+        decode,
     )
 
 
-def cached_image_set(cache_dir: Path | None, key: str, decode: Callable[[], ImageSet]) -> ImageSet:
-    """The image set cached under ``key`` in ``cache_dir``; else ``decode()``'s, cached there.
+def cached_image_set(
+    cache_dir: Path | None,
+    key: Callable[[Path], str],
+    decode: Callable[[], tuple[ImageSet, str]],
+) -> ImageSet:
+    """The image set cached in ``cache_dir`` under ``key(cache_dir)``; else ``decode()``'s.
 
-    ``key`` must change whenever the decoded images would (see :func:`cache_key`).
+    ``key`` must change whenever the decoded images would (see :func:`cache_key`); it is only
+    asked for with a ``cache_dir``. ``decode`` returns the images and the key of the bytes
+    it actually decoded, under which they are cached: a file that changed after ``key`` was
+    made never has its pixels cached under the key of what it held before.
     """
-    cache_file = None if cache_dir is None else cache_dir / f"{key}.npz"
-    if cache_file is not None:
-        cached = _read_cache(cache_file)
-        if cached is not None:
-            return cached
-    image_set = decode()
-    if cache_file is not None:
-        _write_cache(cache_file, image_set)
+    if cache_dir is None:
+        return decode()[0]
+    cached = _read_cache(cache_dir / f"{key(cache_dir)}.npz")
+    if cached is not None:
+        return cached
+    image_set, decoded_key = decode()
+    _write_cache(cache_dir / f"{decoded_key}.npz", image_set)
     return image_set
 
 
@@ -233,31 +291,31 @@ def _relative(scan: FolderScan, file: Path) -> str:
     return file.relative_to(scan.root).as_posix()
 
 
-def _cache_key(scan: FolderScan, image_size: int) -> str:
-    entries = []
-    for file in scan.files:
-        try:
-            stat = file.stat()
-            entries.append([_relative(scan, file), stat.st_size, stat.st_mtime_ns])
-        except OSError:
-            # A file gone since the scan is skipped by the decoder; the key must still differ.
-            entries.append([_relative(scan, file), None, None])
-    return cache_key(image_size, list(scan.class_names), entries)
+def _read(scan: FolderScan, file: Path) -> bytes:
+    return file.read_bytes() if scan.confinement is None else scan.confinement.read_bytes(file)
 
 
-def _decode(scan: FolderScan, image_size: int) -> ImageSet:
+def _decode(
+    scan: FolderScan, image_size: int, max_pixels: int | None
+) -> tuple[ImageSet, list[str | None]]:
+    """The decoded images and the digest of each file's bytes as read (None if unreadable)."""
     images = np.empty((len(scan.files), image_size, image_size, 3), dtype=np.uint8)
     labels: list[int] = []
     skipped: list[str] = []
+    digests: list[str | None] = []
     for file, label in zip(scan.files, scan.labels, strict=True):
+        data = None
         try:
-            with Image.open(file) as image:
-                images[len(labels)] = crop_to_fill(image, image_size)
-        except (OSError, ValueError, EOFError, Image.DecompressionBombError) as error:
-            _log.warning("skipping unreadable image %s: %s", file, error)
+            data = _read(scan, file)
+            images[len(labels)] = decode_image(data, image_size, max_pixels)
+        except OutsideRoots:
+            raise  # a link swapped in since the scan: the search fails, nothing is read
+        except UNUSABLE_IMAGE_ERRORS as error:
+            _log.warning("skipping image %s: %s", file, error)
             skipped.append(_relative(scan, file))
-            continue
-        labels.append(label)
+        else:
+            labels.append(label)
+        digests.append(None if data is None else digest_bytes(data))
     label_array = np.asarray(labels, dtype=np.int32)
     counts = np.bincount(label_array, minlength=len(scan.class_names))
     unreadable = [name for name, count in zip(scan.class_names, counts, strict=True) if not count]
@@ -265,12 +323,13 @@ def _decode(scan: FolderScan, image_size: int) -> ImageSet:
         raise DatasetError(
             f"no readable images in class folders: {', '.join(unreadable)} (in {scan.root})"
         )
-    return ImageSet(
+    image_set = ImageSet(
         images=images[: len(labels)],
         labels=label_array,
         class_names=scan.class_names,
         skipped=tuple(skipped),
     )
+    return image_set, digests
 
 
 def _read_cache(cache_file: Path) -> ImageSet | None:
@@ -291,19 +350,13 @@ def _read_cache(cache_file: Path) -> ImageSet | None:
 
 
 def _write_cache(cache_file: Path, image_set: ImageSet) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside then renamed, so that a concurrent reader never sees half a file.
-    descriptor, temporary = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            np.savez(
-                out,
-                images=image_set.images,
-                labels=image_set.labels,
-                class_names=np.array(image_set.class_names, dtype=str),
-                skipped=np.array(image_set.skipped, dtype=str),
-            )
-        os.replace(temporary, cache_file)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(
+        cache_file,
+        lambda out: np.savez(
+            out,
+            images=image_set.images,
+            labels=image_set.labels,
+            class_names=np.array(image_set.class_names, dtype=str),
+            skipped=np.array(image_set.skipped, dtype=str),
+        ),
+    )

@@ -70,7 +70,13 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
             from_cache=images.from_cache,
         )
     elif test_scan is not None:
-        test = load_images(test_scan, dataset.image_size, settings.cache_dir)
+        with _confined("test_path"):
+            test = load_images(
+                test_scan,
+                dataset.image_size,
+                settings.cache_dir,
+                max_pixels=settings.limit_image_pixels,
+            )
         if test.class_names != images.class_names:
             raise DatasetError(
                 f"the classes of dataset.test_path ({', '.join(test.class_names)}) differ from "
@@ -88,17 +94,23 @@ def _load_source(dataset: DatasetSpec, settings: Settings, confinement: Confinem
                 image_size=dataset.image_size,
                 max_images_per_class=dataset.max_images_per_class,
                 cache_dir=settings.cache_dir,
+                max_classes=settings.limit_classes,
+                max_pixels=settings.limit_image_pixels,
                 confinement=confinement,
             )
-    if dataset.path is not None:
-        with _confined("path"):
-            scan = scan_folder(Path(dataset.path), dataset.max_images_per_class, confinement)
-    else:
+    if dataset.path is None:
         folder = fetch_tf_flowers(
             settings.cache_dir, settings.tf_flowers_url, settings.download_timeout_seconds
         )
         scan = scan_folder(folder, dataset.max_images_per_class)
-    return load_images(scan, dataset.image_size, settings.cache_dir)
+        return load_images(
+            scan, dataset.image_size, settings.cache_dir, max_pixels=settings.limit_image_pixels
+        )
+    with _confined("path"):
+        scan = scan_folder(Path(dataset.path), dataset.max_images_per_class, confinement)
+        return load_images(
+            scan, dataset.image_size, settings.cache_dir, max_pixels=settings.limit_image_pixels
+        )
 
 
 @contextmanager
