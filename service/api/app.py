@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.api.auth import authenticate
 from service.api.body_limit import BodySizeLimit
+from service.api.json_bodies import StrictJSONBodies, validation_error_as_json
 from service.api.rate_limit import RateLimiter
 from service.api.routes import health, models, searches, spaces, workers
 from service.api.schemas import error_responses
@@ -66,7 +68,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.settings = settings
     app.state.store = store
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    # Added first, so it runs inside the size limit: it sees only bodies within it.
+    app.add_middleware(StrictJSONBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limit_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error_as_json)
     app.include_router(health.router)
     # The dashboard is open: its data comes from /v1, with the token the page asks for.
     app.include_router(dashboard_router)
