@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         summary="Architecture search for Keras image classifiers, as a service.",
         version="0.1.0",
         lifespan=lifespan,
+        # Starlette's slash redirect builds its Location from the client's Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.store = store
