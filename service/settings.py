@@ -117,6 +117,16 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         default=120, ge=1, description="Requests one token may make at once before throttling."
     )
+    auth_failures_per_minute: float = Field(
+        default=30.0,
+        gt=0,
+        description="Refused tokens (missing, unknown, revoked) one client address may send "
+        "a minute, on average, before its requests are refused unlooked-up (429); tokens "
+        "already accepted from it still go through.",
+    )
+    auth_failures_burst: int = Field(
+        default=30, ge=1, description="Refused tokens one client address may send at once."
+    )
 
     @field_validator("data_roots", mode="before")
     @classmethod

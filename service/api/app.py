@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.api.auth import authenticate
+from service.api.auth_failures import AuthFailureLimiter
 from service.api.body_limit import BodySizeLimit
 from service.api.json_bodies import StrictJSONBodies, validation_error_as_json
 from service.api.rate_limit import RateLimiter
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.settings = settings
     app.state.store = store
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.auth_failures = AuthFailureLimiter(
+        settings.auth_failures_per_minute, settings.auth_failures_burst
+    )
     # Added first, so it runs inside the size limit: it sees only bodies within it.
     app.add_middleware(StrictJSONBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limit_body_bytes)
