@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service.api import docs
 from service.api.auth import authenticate
 from service.api.auth_failures import AuthFailureLimiter
 from service.api.body_limit import BodySizeLimit
@@ -67,6 +68,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         lifespan=lifespan,
         # Starlette's slash redirect builds its Location from the client's Host header.
         redirect_slashes=False,
+        # The docs are served from this package (service/api/docs.py); ReDoc is off, since
+        # FastAPI's page for it loads its script and fonts from CDNs.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -79,6 +84,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.add_middleware(BodySizeLimit, max_bytes=settings.limit_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error_as_json)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.mount("/docs/assets", docs.assets, name="docs-assets")
     # The dashboard is open: its data comes from /v1, with the token the page asks for.
     app.include_router(dashboard_router)
     app.mount("/static", dashboard_assets, name="static")
