@@ -199,9 +199,7 @@ def test_rate_limiter_refills_at_its_rate() -> None:
     assert [limiter.acquire("a") for _ in range(3)][2] == pytest.approx(2.0)
 
 
-def test_failed_authentications_are_limited_per_address(
-    settings: Settings, store: Store, data_root: Path
-) -> None:
+def test_failed_authentications_are_limited_per_address(settings: Settings, store: Store) -> None:
     limits = {"auth_failures_per_minute": 6.0, "auth_failures_burst": 3}
     app = create_app(settings.model_copy(update=limits), store)
     alice = bearer(issue_token(store, "alice").secret)
