@@ -71,7 +71,7 @@ def authenticate(
         )
     store: Store = request.app.state.store
     token = None if presented is None else find_active_token(store, presented)
-    if token is None:
+    if presented is None or token is None:
         failures.refused(address, presented)
         raise _unauthorized()
     failures.accepted(presented)
