@@ -52,6 +52,7 @@ def serve(
     import uvicorn
 
     from service.api import create_app
+    from service.api.header_timeout import with_header_timeout
     from service.settings import get_settings
     from service.store import SchemaMismatchError
 
@@ -61,7 +62,14 @@ def serve(
         api = create_app(settings)
     except SchemaMismatchError as error:
         raise typer.Exit(_refuse(error)) from None
-    uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(
+        api,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+        http=with_header_timeout(settings.header_timeout_seconds),
+        limit_concurrency=settings.max_connections,
+    )
 
 
 @app.command()

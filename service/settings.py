@@ -61,6 +61,19 @@ class Settings(BaseSettings):
         "cores under load: 40 threads 6.5-7.6 ms of CPU per request, 2 threads 4.7-6.4 ms). "
         "Raise it for PostgreSQL on a larger host.",
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection has to send a request's line and headers (from "
+        "when it opens, or from its last response) before `nas serve` closes it.",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Open connections past which `nas serve` answers requests with 503 "
+        "(uvicorn's limit_concurrency: it still accepts the connection, then refuses the "
+        "request once its headers are in).",
+    )
     poll_interval_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling.")
     heartbeat_seconds: float = Field(default=10.0, gt=0, description="Lease renewal period.")
     lease_seconds: float = Field(default=60.0, gt=0, description="Lease lifetime unrenewed.")
@@ -126,6 +139,16 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(
         default=120, ge=1, description="Requests one token may make at once before throttling."
+    )
+    auth_failures_per_minute: float = Field(
+        default=30.0,
+        gt=0,
+        description="Refused tokens (missing, unknown, revoked) one client address may send "
+        "a minute, on average, before its requests are refused unlooked-up (429); tokens "
+        "already accepted from it still go through.",
+    )
+    auth_failures_burst: int = Field(
+        default=30, ge=1, description="Refused tokens one client address may send at once."
     )
 
     @field_validator("data_roots", mode="before")

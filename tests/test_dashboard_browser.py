@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from service.launcher import settings_env, start_nas, stop_process, wait_until
 from service.settings import Settings
 from service.store import Store
+from service.tokens import issue_token
 from tests.flowers import copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 from tests.seeding import seed_finished_search
@@ -279,3 +280,45 @@ def test_every_kind_of_dataset_is_listed_and_shown(
             shot(page, f"search-{next(iter(sources[name]))}")
         assert errors == [], errors
         page.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_api_docs_in_chromium_under_their_csp(
+    settings: Settings, store: Store, tmp_path: Path, browser: Browser
+) -> None:
+    token = issue_token(store, "dana").secret
+    with live_api(settings, tmp_path / "logs", token) as api:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        outside: list[str] = []
+        page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
+        page.on(
+            "request",
+            lambda request: (
+                outside.append(request.url)
+                if not request.url.startswith(str(api.base_url))
+                else None
+            ),
+        )
+
+        page.goto(str(api.base_url.join("/docs")))
+        page.locator(".opblock-summary-path[data-path='/v1/searches']").first.wait_for()
+        shot(page, "api-docs")
+        # "Try it out" calls the API from the page, which its policy allows (same origin).
+        page.click("#operations-health-healthz_healthz_get .opblock-summary")
+        page.click("button.try-out__btn")
+        page.click("button.execute")
+        answered = page.locator(".live-responses-table tbody .response-col_status").inner_text()
+        paths = page.eval_on_selector_all(
+            ".opblock-summary-path", "spans => spans.map(s => s.dataset.path)"
+        )
+        page.close()
+        documented = api.get("/openapi.json").json()["paths"]
+
+    assert set(documented) <= set(paths) and "/v1/searches" in documented
+    assert answered.strip() == "200"
+    assert problems == []  # a CSP violation is a console error
+    assert outside == []

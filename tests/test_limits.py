@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from service.api import create_app
-from service.api.rate_limit import RateLimiter
+from service.api.rate_limit import FORGET_FULL_PAST, RateLimiter
 from service.settings import Settings
 from service.store import Store
 from service.tokens import issue_token
@@ -217,3 +218,61 @@ def test_rate_limiter_refills_at_its_rate() -> None:
     assert limiter.acquire("a") == 0.0
     clock.now += 60.0  # a long pause refills only up to the burst
     assert [limiter.acquire("a") for _ in range(3)][2] == pytest.approx(2.0)
+
+
+def test_failed_authentications_are_limited_per_address(settings: Settings, store: Store) -> None:
+    limits = {"auth_failures_per_minute": 6.0, "auth_failures_burst": 3}
+    app = create_app(settings.model_copy(update=limits), store)
+    alice = bearer(issue_token(store, "alice").secret)
+    revoked = issue_token(store, "carol")
+    store.revoke_token(revoked.record.id)
+    refused_tokens = [
+        bearer(f"nas_{'0' * 16}_{'B' * 43}"),  # well formed, unknown
+        bearer(revoked.secret),
+        {},  # no token at all
+    ]
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with (
+        TestClient(app, client=("203.0.113.5", 40000)) as shared_address,
+        TestClient(app, client=("198.51.100.7", 40000)) as elsewhere,
+    ):
+        alice_before = shared_address.get("/v1/searches", headers=alice)
+        refused = [shared_address.get("/v1/searches", headers=h) for h in refused_tokens]
+        statements.clear()
+        throttled = [
+            shared_address.get("/v1/searches", headers=bearer(f"nas_{'1' * 16}_{'C' * 43}"))
+            for _ in range(20)
+        ]
+        throttled_statements = list(statements)
+        alice_after = shared_address.get("/v1/searches", headers=alice)
+        other_address = elsewhere.get("/v1/searches", headers=refused_tokens[0])
+        bob = bearer(issue_token(store, "bob").secret)
+        bob_elsewhere = elsewhere.get("/v1/searches", headers=bob)
+
+    assert alice_before.status_code == 200
+    assert [r.status_code for r in refused] == [401, 401, 401]
+    assert len({r.text for r in refused}) == 1  # one body for every refused token
+    assert {r.status_code for r in throttled} == {429}
+    assert 1 <= int(throttled[0].headers["Retry-After"]) <= 10
+    assert "NAS_AUTH_FAILURES_PER_MINUTE" in throttled[0].json()["detail"]
+    assert throttled_statements == []  # refused without a database lookup
+    # The address is throttled, not the valid tokens used from it, nor other addresses.
+    assert alice_after.status_code == 200
+    assert other_address.status_code == 401
+    assert bob_elsewhere.status_code == 200
+
+
+def test_rate_limiter_peeks_without_taking_and_forgets_refilled_keys() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60.0, burst=1, clock=clock)
+
+    assert [limiter.retry_after("a"), limiter.retry_after("a")] == [0.0, 0.0]
+    assert limiter.acquire("a") == 0.0
+    assert limiter.retry_after("a") == pytest.approx(1.0)
+    for index in range(FORGET_FULL_PAST):
+        limiter.acquire(f"address-{index}")
+    clock.now += 1.0  # every bucket has refilled
+    limiter.acquire("last")
+
+    assert len(limiter._buckets) == 1  # only the bucket "last" just took from

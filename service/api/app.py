@@ -9,11 +9,15 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service.api import docs
 from service.api.auth import authenticate
+from service.api.auth_failures import AuthFailureLimiter
 from service.api.body_limit import BodySizeLimit
+from service.api.json_bodies import StrictJSONBodies, validation_error_as_json
 from service.api.rate_limit import RateLimiter
 from service.api.routes import health, models, searches, spaces, workers
 from service.api.schemas import error_responses
@@ -62,12 +66,26 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         summary="Architecture search for Keras image classifiers, as a service.",
         version="0.1.0",
         lifespan=lifespan,
+        # Starlette's slash redirect builds its Location from the client's Host header.
+        redirect_slashes=False,
+        # The docs are served from this package (service/api/docs.py); ReDoc is off, since
+        # FastAPI's page for it loads its script and fonts from CDNs.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.auth_failures = AuthFailureLimiter(
+        settings.auth_failures_per_minute, settings.auth_failures_burst
+    )
+    # Added first, so it runs inside the size limit: it sees only bodies within it.
+    app.add_middleware(StrictJSONBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limit_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error_as_json)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.mount("/docs/assets", docs.assets, name="docs-assets")
     # The dashboard is open: its data comes from /v1, with the token the page asks for.
     app.include_router(dashboard_router)
     app.mount("/static", dashboard_assets, name="static")

@@ -1,4 +1,5 @@
-"""Who is calling: the bearer token of every ``/v1`` request, its owner and its rate."""
+"""Who is calling: the bearer token of every ``/v1`` request, its owner and its rate, and
+the rate of refused tokens from the caller's address."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.auth_failures import AuthFailureLimiter
 from service.store import Store
 from service.tokens import find_active_token
 
@@ -45,27 +47,39 @@ def _unauthorized() -> HTTPException:
     )
 
 
+def _too_many(wait: float, detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"{detail}; retry after the time in Retry-After",
+        headers={"Retry-After": str(ceil(wait))},
+    )
+
+
 def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Caller:
-    """The caller of a ``/v1`` request: 401 without an active token, 429 past its rate."""
-    if credentials is None:
-        raise _unauthorized()
+    """The caller of a ``/v1`` request: 401 without an active token, 429 past its rate or
+    past its address's rate of refused tokens."""
+    presented = None if credentials is None else credentials.credentials
+    address = request.client.host if request.client else ""
+    failures: AuthFailureLimiter = request.app.state.auth_failures
+    wait = failures.retry_after(address, presented)
+    if wait > 0:
+        raise _too_many(
+            wait, "too many refused tokens from this address (NAS_AUTH_FAILURES_PER_MINUTE)"
+        )
     store: Store = request.app.state.store
-    token = find_active_token(store, credentials.credentials)
-    if token is None:
+    token = None if presented is None else find_active_token(store, presented)
+    if presented is None or token is None:
+        failures.refused(address, presented)
         raise _unauthorized()
+    failures.accepted(presented)
     if token.last_used_at is None or datetime.now(UTC) - token.last_used_at > TOUCH_INTERVAL:
         store.touch_token(token.id)
     wait = request.app.state.rate_limiter.acquire(token.id)
     if wait > 0:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail="too many requests for this token (NAS_RATE_LIMIT_PER_MINUTE); "
-            "retry after the time in Retry-After",
-            headers={"Retry-After": str(ceil(wait))},
-        )
+        raise _too_many(wait, "too many requests for this token (NAS_RATE_LIMIT_PER_MINUTE)")
     return Caller(token_id=token.id, owner=token.owner, admin=token.admin)
 
 

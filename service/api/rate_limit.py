@@ -1,10 +1,15 @@
-"""A token bucket per API token, kept in the memory of one API process."""
+"""A token bucket per key (an API token, a client address), kept in the memory of one API
+process."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+
+# Past this many keys, the buckets that have refilled are forgotten (they mean nothing more
+# than a new one): keys such as client addresses are not bounded by anything else.
+FORGET_FULL_PAST = 10_000
 
 
 class RateLimiter:
@@ -27,10 +32,28 @@ class RateLimiter:
         until it may retry."""
         with self._lock:
             now = self._clock()
-            tokens, then = self._buckets.get(key, (self._burst, now))
-            tokens = min(self._burst, tokens + (now - then) * self._per_second)
+            tokens = self._tokens(key, now)
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
-                return (1.0 - tokens) / self._per_second
+                return self._wait(tokens)
             self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > FORGET_FULL_PAST:
+                self._forget_full(now)
             return 0.0
+
+    def retry_after(self, key: str) -> float:
+        """What ``acquire`` would answer, without taking anything from the bucket."""
+        with self._lock:
+            return self._wait(self._tokens(key, self._clock()))
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, then = self._buckets.get(key, (self._burst, now))
+        return min(self._burst, tokens + (now - then) * self._per_second)
+
+    def _wait(self, tokens: float) -> float:
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._per_second
+
+    def _forget_full(self, now: float) -> None:
+        full = [key for key in self._buckets if self._tokens(key, now) >= self._burst]
+        for key in full:
+            del self._buckets[key]
