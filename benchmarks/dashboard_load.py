@@ -19,7 +19,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from benchmarks.harness import FLOWERS, running_service
-from service.store import create_store
+from nas.core.store import create_store
 from tests.seeding import seed_finished_search
 
 CHROMIUM = "/usr/bin/chromium"

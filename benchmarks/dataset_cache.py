@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import FLOWERS
-from service.settings import Settings
+from nas.core.settings import Settings
+from nas.worker.datasets import ImageSet, load_images, scan_folder, three_way_split
+from nas.worker.tfrecords import load_tfrecords
 from tests.tfrecord_shards import write_shards
-from worker.datasets import ImageSet, load_images, scan_folder, three_way_split
-from worker.tfrecords import load_tfrecords
 
 
 def timed(load: Callable[[], ImageSet]) -> tuple[ImageSet, float]:

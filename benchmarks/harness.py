@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 
-from service.launcher import free_port, settings_env, start_nas, stop_process, wait_until
-from service.settings import Settings
-from service.store import create_store, migrate
-from service.tokens import issue_token
+from nas.cli.launcher import free_port, settings_env, start_nas, stop_process, wait_until
+from nas.core.settings import Settings
+from nas.core.store import create_store, migrate
+from nas.core.tokens import issue_token
 
 FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "flowers"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import FLOWERS, running_service
-from search_spaces.codelab_v2_hyperparameters import SMALL_DATA_FOCUS
+from nas.core.spaces.codelab_v2 import SMALL_DATA_FOCUS
 
 
 @dataclass(frozen=True)

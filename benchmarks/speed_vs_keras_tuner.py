@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compare(args: argparse.Namespace, workdir: Path) -> int:
-    from worker.datasets import load_images, scan_folder, stratified_split
+    from nas.worker.datasets import load_images, scan_folder, stratified_split
 
     # The service's search processes run niced by default; the plain run is not, and on a
     # shared machine that alone would decide the race.
@@ -204,9 +204,9 @@ def _plain_keras_tuner(config: dict[str, Any]) -> None:
     import keras
     import keras_tuner
 
-    from search_spaces import build_hypermodel
-    from service.specs import ConvNetSpace
-    from worker.datasets import load_images, scan_folder, stratified_split
+    from nas.core.specs import ConvNetSpace
+    from nas.hypermodels import build_hypermodel
+    from nas.worker.datasets import load_images, scan_folder, stratified_split
 
     run_dir = Path(config["workdir"])
     images = load_images(
@@ -277,7 +277,7 @@ def _run_service(
     setup: dict[str, Any], workdir: Path, parallel_trials: int, precision: str
 ) -> RunResult:
     from benchmarks.harness import running_service
-    from service.launcher import wait_until
+    from nas.cli.launcher import wait_until
 
     run_dir = workdir / f"service-{parallel_trials}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from service.api import create_app
-from service.settings import Settings
-from service.store import Store, create_store, migrate
-from service.tokens import issue_token
+from nas.api import create_app
+from nas.core.settings import Settings
+from nas.core.store import Store, create_store, migrate
+from nas.core.tokens import issue_token
 from tests.flowers import copy_flowers_slice
 from tests.owners import OWNER, ClientFactory, bearer
 

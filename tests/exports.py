@@ -7,9 +7,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.artifacts import SearchArtifacts
-from service.settings import Settings
-from service.store import ExportedModel, SearchStatus, Store
+from nas.core.artifacts import SearchArtifacts
+from nas.core.settings import Settings
+from nas.core.store import ExportedModel, SearchStatus, Store
 
 
 def finished_search(

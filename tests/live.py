@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from service.launcher import NAS, free_port, settings_env, start_nas, stop_process, wait_until
-from service.settings import Settings
+from nas.cli.launcher import NAS, free_port, settings_env, start_nas, stop_process, wait_until
+from nas.core.settings import Settings
 from tests.owners import bearer
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import keras_tuner
 
-from search_spaces import build_hypermodel
-from service.specs import SpaceSpec
-from worker.datasets import ImageSet
+from nas.core.specs import SpaceSpec
+from nas.hypermodels import build_hypermodel
+from nas.worker.datasets import ImageSet
 
 
 def sampled_hyperparameters(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import random
 
-from service.specs import SearchSpec
-from service.store import SearchStatus, Store, TrialStatus
+from nas.core.specs import SearchSpec
+from nas.core.store import SearchStatus, Store, TrialStatus
 
 
 def seed_finished_search(

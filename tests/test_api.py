@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service.api import create_app
-from service.settings import Settings
-from service.specs import hyperband_trials
-from service.store import Lease, SearchStatus, Store, TrialStatus
+from nas.api import create_app
+from nas.core.settings import Settings
+from nas.core.specs import hyperband_trials
+from nas.core.store import Lease, SearchStatus, Store, TrialStatus
 from tests.owners import ClientFactory
 
 Body = dict[str, Any]

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.artifacts import SearchArtifacts
-from service.settings import Settings
-from service.store import Store
+from nas.core.artifacts import SearchArtifacts
+from nas.core.settings import Settings
+from nas.core.store import Store
 from tests.exports import finished_search
 from tests.live import cli_token, live_api
 from tests.owners import ClientFactory, bearer

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.exports import finished_search
 from tests.owners import OWNER, ClientFactory, bearer, secret_part
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.batching import VALIDATION_BATCH_PIXELS, full_batches, validation_batch_size
+from nas.worker.batching import VALIDATION_BATCH_PIXELS, full_batches, validation_batch_size
 
 
 def test_training_indices_are_topped_up_to_full_batches() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from service.launcher import settings_env, start_nas, stop_process
-from service.settings import Settings
-from service.store import Store
+from nas.cli.launcher import settings_env, start_nas, stop_process
+from nas.core.settings import Settings
+from nas.core.store import Store
 from tests.flowers import copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 from tests.tfrecord_shards import write_shards

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.console import describe_architecture
-from service.launcher import NAS_COMMAND, free_port, settings_env, start_nas, stop_process
-from service.settings import Settings
-from service.store import Store, create_store, migrate
+from nas.cli.console import describe_architecture
+from nas.cli.launcher import NAS_COMMAND, free_port, settings_env, start_nas, stop_process
+from nas.core.settings import Settings
+from nas.core.store import Store, create_store, migrate
 from tests.live import cli_token, live_api
 from tests.seeding import seed_finished_search
 from tests.tfrecord_shards import write_shards

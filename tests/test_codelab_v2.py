@@ -12,15 +12,15 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from search_spaces import build_hypermodel
-from search_spaces.codelab_v2_hyperparameters import HYPERPARAMETERS, SMALL_DATA_FOCUS
-from service.artifacts import ModelArtifacts
-from service.console import describe_architecture
-from service.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange, SpaceSpec
+from nas.cli.console import describe_architecture
+from nas.core.artifacts import ModelArtifacts
+from nas.core.spaces.codelab_v2 import HYPERPARAMETERS, SMALL_DATA_FOCUS
+from nas.core.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange, SpaceSpec
+from nas.hypermodels import build_hypermodel
+from nas.worker.datasets import ImageSet, load_images, scan_folder
+from nas.worker.export import export_model
 from tests.flowers import copy_flowers_slice
 from tests.sampling import sampled_hyperparameters
-from worker.datasets import ImageSet, load_images, scan_folder
-from worker.export import export_model
 
 SIZE = 64
 CLASSES = 5

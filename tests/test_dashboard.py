@@ -10,8 +10,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.dashboard import STATIC_DIR
-from service.store import Store, TrialStatus
+from nas.api.dashboard import STATIC_DIR
+from nas.core.store import Store, TrialStatus
 from tests.owners import ClientFactory
 
 # A hyperparameter value that needs every kind of CSV quoting.

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from service.launcher import settings_env, start_nas, stop_process, wait_until
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.flowers import copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 from tests.seeding import seed_finished_search

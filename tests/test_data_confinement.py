@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.data_confinement import (
+from nas.core.data_confinement import (
     DOT_DOT_IN_GLOB,
     LINKS_OUTSIDE,
     OUTSIDE_ROOTS,
@@ -17,10 +17,10 @@ from service.data_confinement import (
     EntryLimitReached,
     OutsideRoots,
 )
+from nas.worker.datasets import load_images, scan_folder
+from nas.worker.tfrecords import load_tfrecords
 from tests.flowers import copy_flowers_slice
 from tests.tfrecord_shards import write_shards
-from worker.datasets import load_images, scan_folder
-from worker.tfrecords import load_tfrecords
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.api import create_app
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.owners import bearer
 
 OUTSIDE = "must lie inside one of the configured data roots (NAS_DATA_ROOTS)"

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.launcher import free_port, settings_env, start_nas, stop_process
-from service.settings import Settings
-from service.store import Store
+from nas.cli.launcher import free_port, settings_env, start_nas, stop_process
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.worker.tf_flowers import TF_FLOWERS_CLASSES
 from tests.flowers import copy_flowers_slice
 from tests.http_files import ARCHIVE_NAME, flowers_archive, serve_files
 from tests.live import cli_token, live_api, wait_for_status
 from tests.lookalikes import imitate_folder
 from tests.owners import bearer
 from tests.tfrecord_shards import write_shards
-from worker.tf_flowers import TF_FLOWERS_CLASSES
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def body(dataset: dict, max_trials: int = 1) -> dict:
 
 def decoded(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """The photos of a folder of class subfolders as the worker decodes them, and labels."""
-    from worker.datasets import crop_to_fill, scan_folder
+    from nas.worker.datasets import crop_to_fill, scan_folder
 
     scan = scan_folder(folder)
     images = []

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.launcher import free_port
+from nas.cli.launcher import free_port
+from nas.worker.datasets import DatasetError, load_images, scan_folder, three_way_split
+from nas.worker.tf_flowers import TF_FLOWERS_CLASSES, fetch_tf_flowers
+from nas.worker.tfrecords import load_tfrecords
 from tests.flowers import copy_flowers_slice
 from tests.http_files import ARCHIVE_NAME, flowers_archive, serve_files
 from tests.tfrecord_shards import write_shards
-from worker.datasets import DatasetError, load_images, scan_folder, three_way_split
-from worker.tf_flowers import TF_FLOWERS_CLASSES, fetch_tf_flowers
-from worker.tfrecords import load_tfrecords
 
 SIZE = 24
 PER_CLASS = 4

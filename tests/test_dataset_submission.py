@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.api import create_app
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.flowers import copy_flowers_slice
 from tests.owners import bearer
 from tests.tfrecord_shards import write_shards

@@ -1,4 +1,4 @@
-"""worker.datasets on real flower photos: scanning, decoding, caching and splitting."""
+"""nas.worker.datasets on real flower photos: scanning, decoding, caching and splitting."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.flowers import FLOWERS, copy_flowers_slice
-from tests.lookalikes import imitate, imitate_folder
-from worker.datasets import (
+from nas.worker.datasets import (
     DatasetError,
     crop_to_fill,
     load_images,
     scan_folder,
     stratified_split,
 )
+from tests.flowers import FLOWERS, copy_flowers_slice
+from tests.lookalikes import imitate, imitate_folder
 
 REPO = Path(__file__).resolve().parents[1]
 PER_CLASS = 6
@@ -175,7 +175,7 @@ def test_load_images_skips_and_reports_corrupt_files(
     scan = scan_folder(flowers)
     assert len(scan.files) == 3 * PER_CLASS + 1
 
-    with caplog.at_level(logging.WARNING, logger="worker.datasets"):
+    with caplog.at_level(logging.WARNING, logger="nas.worker.datasets"):
         image_set = load_images(scan, SIZE, cache_dir=None)
 
     assert image_set.skipped == ("roses/broken.jpg",)

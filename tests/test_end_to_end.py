@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.launcher import settings_env, start_nas, stop_process
-from service.settings import Settings
-from service.store import Store
+from nas.cli.launcher import settings_env, start_nas, stop_process
+from nas.core.settings import Settings
+from nas.core.store import Store
 from tests.flowers import FLOWERS, copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 from tests.owners import bearer, secret_part
@@ -27,7 +27,7 @@ HELD_OUT_PER_CLASS = 3
 
 def held_out_photos(per_class_used: int) -> tuple[np.ndarray, list[str]]:
     """Photos that come after the training slice in each class folder (no trial saw them)."""
-    from worker.datasets import crop_to_fill
+    from nas.worker.datasets import crop_to_fill
 
     images, classes = [], []
     for folder in sorted(path for path in FLOWERS.iterdir() if path.is_dir()):

@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from service.launcher import settings_env, start_nas, stop_process, wait_until
-from service.settings import Settings
-from service.store import SearchStatus, Store, TrialRecord, TrialStatus
+from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
+from nas.core.settings import Settings
+from nas.core.store import SearchStatus, Store, TrialRecord, TrialStatus
 from tests.flowers import copy_flowers_slice
 
 pytestmark = pytest.mark.slow
@@ -217,7 +217,7 @@ def test_cancel_queued_search_never_starts(
 
 
 def start_args(*args: str) -> list[str]:
-    from service.launcher import NAS
+    from nas.cli.launcher import NAS
 
     return [NAS, *args]
 

@@ -7,10 +7,10 @@ import hypothesis
 import schemathesis
 from schemathesis import checks
 
-from service.api import create_app
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.api import create_app
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.owners import OWNER, bearer
 
 EXAMPLES_PER_OPERATION = 30

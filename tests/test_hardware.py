@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.hardware import Accelerator, backend_environment, choose_precision
+from nas.worker.hardware import Accelerator, backend_environment, choose_precision
 
 
 def accelerator(backend: str, platform: str, bfloat16: bool) -> Accelerator:

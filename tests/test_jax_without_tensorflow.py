@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from service.launcher import settings_env, stop_process
-from service.settings import Settings
-from service.store import create_store, migrate
+from nas.cli.launcher import settings_env, stop_process
+from nas.core.settings import Settings
+from nas.core.store import create_store, migrate
 from tests.flowers import copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 
@@ -138,7 +138,7 @@ def test_jax_worker_without_tensorflow(jax_python: Path, data_root: Path, tmp_pa
         v2_search_id = submitted_v2.json()["id"]
         with (logs / "worker.log").open("wb") as log:
             worker = subprocess.Popen(
-                [str(jax_python), "-m", "service", "worker"],
+                [str(jax_python), "-m", "nas", "worker"],
                 env=project_env(settings),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.live import live_api
 
 JSON = {"content-type": "application/json"}

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from service.api import create_app
-from service.api.rate_limit import FORGET_FULL_PAST, RateLimiter
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.api import create_app
+from nas.api.rate_limit import FORGET_FULL_PAST, RateLimiter
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.owners import bearer
 
 LIMITS = {

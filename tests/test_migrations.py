@@ -17,11 +17,17 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-import migrations
-from service.api import create_app
-from service.settings import Settings
-from service.store import SchemaMismatchError, Store, create_store, ensure_schema_current, migrate
-from service.store.schema import current_revision, head_revision
+from nas.api import create_app
+from nas.core.settings import Settings
+from nas.core.store import (
+    SchemaMismatchError,
+    Store,
+    create_store,
+    ensure_schema_current,
+    migrate,
+    migrations,
+)
+from nas.core.store.schema import current_revision, head_revision
 from tests.owners import bearer
 
 NAS = Path(sys.executable).with_name("nas")

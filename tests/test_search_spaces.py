@@ -11,11 +11,11 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from search_spaces import build_hypermodel, min_image_size
-from service.specs import CodelabV2Space, ConvNetSpace, SpaceSpec
+from nas.core.specs import CodelabV2Space, ConvNetSpace, SpaceSpec
+from nas.hypermodels import build_hypermodel, min_image_size
+from nas.worker.datasets import ImageSet, load_images, scan_folder
 from tests.flowers import copy_flowers_slice
 from tests.sampling import sampled_hyperparameters
-from worker.datasets import ImageSet, load_images, scan_folder
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest size the default space (up to 6 halving blocks) accepts.

@@ -14,10 +14,10 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.api import header_timeout
-from service.settings import Settings
-from service.store import Store
-from service.tokens import issue_token
+from nas.api import header_timeout
+from nas.core.settings import Settings
+from nas.core.store import Store
+from nas.core.tokens import issue_token
 from tests.live import live_api
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from service.launcher import NAS_COMMAND, free_port, settings_env
-from service.settings import Settings
-from service.specs import SearchSpec
-from service.store import SearchStatus, create_store, migrate
+from nas.cli.launcher import NAS_COMMAND, free_port, settings_env
+from nas.core.settings import Settings
+from nas.core.specs import SearchSpec
+from nas.core.store import SearchStatus, create_store, migrate
 
 
 def every_field_changed(tmp_path: Path) -> Settings:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.specs import SearchSpec
-from service.store import Store
+from nas.core.specs import SearchSpec
+from nas.core.store import Store
 from tests.owners import ClientFactory
 
 V2 = {"name": "codelab_convnet", "version": 2}

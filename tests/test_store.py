@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.store import (
+from nas.core.store import (
     ExportedModel,
     IdempotencyConflictError,
     Lease,

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from service.launcher import NAS
-from service.store import QueueFullError, Store, create_store, migrate
-from service.tokens import find_active_token, hash_token, issue_token, token_id_of, valid_owner
+from nas.cli.launcher import NAS
+from nas.core.store import QueueFullError, Store, create_store, migrate
+from nas.core.tokens import find_active_token, hash_token, issue_token, token_id_of, valid_owner
 from tests.owners import secret_part
 
 

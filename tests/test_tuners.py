@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service.launcher import settings_env, start_nas, stop_process
-from service.settings import Settings
-from service.specs import SearchSpec, hyperband_trials
-from service.store import Store
+from nas.cli.launcher import settings_env, start_nas, stop_process
+from nas.core.settings import Settings
+from nas.core.specs import SearchSpec, hyperband_trials
+from nas.core.store import Store
 from tests.flowers import copy_flowers_slice
 from tests.live import cli_token, live_api, wait_for_status
 
@@ -135,7 +135,7 @@ def test_the_same_seed_tries_the_same_hyperparameters_in_the_same_order(
 
 
 def test_patience_stops_trials_early_on_the_objective() -> None:
-    from worker.search import early_stopping
+    from nas.worker.search import early_stopping
 
     def spec(**tuner: Any) -> SearchSpec:
         return SearchSpec.model_validate(

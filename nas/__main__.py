@@ -1,0 +1,5 @@
+"""``python -m service``: the ``nas`` command where its script is not installed."""
+
+from nas.cli.main import app
+
+app(prog_name="nas")

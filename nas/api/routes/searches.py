@@ -1,0 +1,179 @@
+"""Searches: submit, list, inspect, cancel, leaderboard."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+
+from nas.api.auth import CallerDep
+from nas.api.deps import SearchDep, SettingsDep, StoreDep
+from nas.api.leaderboard_csv import leaderboard_csv
+from nas.api.schemas import (
+    Leaderboard,
+    SearchList,
+    SearchOut,
+    TrialOut,
+    error_responses,
+)
+from nas.core.caps import check_caps
+from nas.core.specs import SearchSpec
+from nas.core.store import (
+    IdempotencyConflictError,
+    QueueFullError,
+    SearchRecord,
+    SearchStatus,
+    Store,
+)
+from nas.core.store.ranking import leaderboard
+from nas.core.submission import check_submission
+
+router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_responses(503))
+
+
+async def submitted_body_hash(request: Request) -> str:
+    """SHA-256 of the JSON body as the client sent it, keys sorted and spacing dropped.
+
+    Not of the validated spec: an upgrade that adds a field with a default to the spec would
+    turn a client's retry of a submit made before it into a conflict.
+    """
+    body = await request.body()
+    # A body that is not JSON gets a 422 from FastAPI: the route never uses its hash.
+    with contextlib.suppress(ValueError):
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(body).hexdigest()
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409, 429),
+)
+def submit_search(
+    spec: SearchSpec,
+    store: StoreDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    response: Response,
+    request_hash: Annotated[str, Depends(submitted_body_hash)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Repeat a submit safely: the same key and body return the same search.",
+        ),
+    ] = None,
+) -> SearchOut:
+    """Queue an architecture search of the caller; malformed specs, unusable datasets and
+    budgets over the service's caps get a 422, a full queue of the caller's a 429."""
+    # Keys are the caller's own: the same key from another owner is another request.
+    key = (
+        hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
+        if idempotency_key
+        else None
+    )
+    try:
+        if key and (earlier := store.find_submission(key, request_hash)):
+            response.headers["Idempotent-Replayed"] = "true"
+            return SearchOut.of(earlier.search)
+        check_caps(spec, settings)
+        checked = check_submission(
+            spec,
+            settings.resolved_data_roots(),
+            settings.data_buckets,
+            settings.submit_scan_entries,
+        )
+        submission = store.create_search(
+            checked.model_dump(mode="json"),
+            trials_planned=checked.tuner.planned_trials(),
+            owner=caller.owner,
+            max_queued=settings.limit_queued_per_owner,
+            idempotency_key=key,
+            request_hash=request_hash,
+        )
+    except IdempotencyConflictError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    except QueueFullError as full:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"{full.owner} already has {full.limit} queued searches, the most allowed "
+            "(NAS_LIMIT_QUEUED_PER_OWNER); wait for one to start or cancel one",
+        ) from None
+    if not submission.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return SearchOut.of(submission.search)
+
+
+@router.get("")
+def list_searches(
+    store: StoreDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> SearchList:
+    """The caller's searches (everyone's for an admin), newest first."""
+    owner = None if caller.admin else caller.owner
+    page = store.list_searches(limit=limit, offset=offset, owner=owner)
+    return SearchList(
+        items=[SearchOut.of(search) for search in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{search_id}", responses=error_responses(404))
+def get_search(search: SearchDep) -> SearchOut:
+    """Status, progress, best trial so far and the accelerator used."""
+    return SearchOut.of(search)
+
+
+def _ranked_trials(search: SearchRecord, store: Store) -> list[TrialOut]:
+    ranked = leaderboard(store.list_trials(search.id), search.spec["objective"])
+    return [TrialOut.of(trial, rank) for rank, trial in ranked]
+
+
+@router.get("/{search_id}/leaderboard", responses=error_responses(404))
+def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
+    """Every trial ranked by the objective, with per-epoch history; updated every epoch."""
+    return Leaderboard(
+        search_id=search.id,
+        objective=search.spec["objective"],
+        trials=_ranked_trials(search, store),
+    )
+
+
+@router.get(
+    "/{search_id}/leaderboard.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "The leaderboard as CSV"}}
+    | error_responses(404),
+)
+def get_leaderboard_csv(search: SearchDep, store: StoreDep) -> Response:
+    """The leaderboard as a CSV download: rank, trial_id, status, score, test_accuracy,
+    params, epochs, seconds, then one ``hp_NAME`` column per hyperparameter."""
+    return Response(
+        leaderboard_csv(_ranked_trials(search, store)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{search.id}-leaderboard.csv"'},
+    )
+
+
+@router.post(
+    "/{search_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(404, 409),
+)
+def cancel_search(search: SearchDep, store: StoreDep) -> SearchOut:
+    """Cancel a queued search at once; a running one stops at the next heartbeat."""
+    if search.status in {SearchStatus.SUCCEEDED, SearchStatus.FAILED}:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"search already {search.status.value}"
+        )
+    cancelled = store.request_cancel(search.id)
+    assert cancelled is not None
+    return SearchOut.of(cancelled)

@@ -1,0 +1,171 @@
+"""Response bodies of the API, built from the store's records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from nas.core.specs import SearchSpec
+from nas.core.store import ExportedModel, SearchRecord, TrialRecord
+
+
+class ErrorOut(BaseModel):
+    """An error a client can act on."""
+
+    detail: str
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route may answer with."""
+    reasons = {
+        401: "Missing, unknown or revoked bearer token",
+        403: "The token may not do this",
+        404: "No such search (or model)",
+        409: "Conflicts with the search's state or an earlier request",
+        413: "The request body is too large",
+        429: "Too many queued searches, or too many requests",
+        503: "The database is unavailable; retry shortly",
+    }
+    return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
+
+
+class TrialOut(BaseModel):
+    """One row of the leaderboard."""
+
+    trial_id: str
+    rank: int | None
+    status: str
+    score: float | None
+    hyperparameters: dict[str, Any]
+    params: int | None
+    epochs: int
+    seconds: float
+    history: list[dict[str, float]]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    test_accuracy: float | None = None
+
+    @classmethod
+    def of(cls, trial: TrialRecord, rank: int | None) -> TrialOut:
+        return cls(
+            trial_id=trial.trial_id,
+            rank=rank,
+            status=trial.status.value,
+            score=trial.score,
+            hyperparameters=trial.hyperparameters,
+            params=trial.params,
+            epochs=trial.epochs,
+            seconds=round(trial.seconds, 3),
+            history=list(trial.history),
+            error=trial.error,
+            started_at=trial.started_at,
+            finished_at=trial.finished_at,
+            test_accuracy=trial.test_accuracy,
+        )
+
+
+class AttemptOut(BaseModel):
+    """One claim of the search by a worker."""
+
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    error: str | None
+
+
+class SearchOut(BaseModel):
+    """A search and its progress."""
+
+    id: str
+    owner: str
+    status: str
+    spec: SearchSpec
+    trials_planned: int
+    trials_done: int
+    best_trial: TrialOut | None
+    accelerator: dict[str, Any] | None
+    precision: str | None
+    dataset: dict[str, Any] | None
+    attempt: int
+    attempts: list[AttemptOut]
+    cancel_requested: bool
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, search: SearchRecord) -> SearchOut:
+        return cls(
+            id=search.id,
+            owner=search.owner,
+            status=search.status.value,
+            spec=SearchSpec.model_validate(search.spec),
+            trials_planned=search.trials_planned,
+            trials_done=search.trials_done,
+            best_trial=TrialOut.of(search.best_trial, 1) if search.best_trial else None,
+            accelerator=search.accelerator,
+            precision=search.precision,
+            dataset=search.dataset_info,
+            attempt=search.attempt,
+            attempts=[
+                AttemptOut(**{**vars(attempt), "outcome": attempt.outcome.value})
+                for attempt in search.attempts
+            ],
+            cancel_requested=search.cancel_requested,
+            error=search.error,
+            created_at=search.created_at,
+            started_at=search.started_at,
+            finished_at=search.finished_at,
+        )
+
+
+class SearchList(BaseModel):
+    items: list[SearchOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Leaderboard(BaseModel):
+    search_id: str
+    objective: str
+    trials: list[TrialOut]
+
+
+class ModelOut(BaseModel):
+    """An exported model and where to fetch its files."""
+
+    rank: int
+    trial_id: str
+    score: float | None
+    test_accuracy: float | None
+    params: int
+    formats: list[str]
+    created_at: datetime
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, model: ExportedModel) -> ModelOut:
+        base = f"/v1/searches/{model.search_id}/models/{model.rank}"
+        links = {"summary": f"{base}/summary"} | {fmt: f"{base}/{fmt}" for fmt in model.formats}
+        return cls(
+            rank=model.rank,
+            trial_id=model.trial_id,
+            score=model.score,
+            test_accuracy=model.test_accuracy,
+            params=model.params,
+            formats=list(model.formats),
+            created_at=model.created_at,
+            links=links,
+        )
+
+
+class ModelList(BaseModel):
+    search_id: str
+    models: list[ModelOut]

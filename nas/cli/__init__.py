@@ -1,0 +1,1 @@
+"""The ``nas`` command and the HTTP client it drives a running service with."""

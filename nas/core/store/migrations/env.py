@@ -1,0 +1,14 @@
+"""Alembic environment: runs on the connection that ``nas.core.store.schema`` hands over."""
+
+from alembic import context
+
+from nas.core.store.tables import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,830 @@
+"""The store: every read and write of searches, trials, models and workers.
+
+Callers pass ids and get frozen records back. Each public method is one transaction;
+``_transaction`` is the one place that commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Engine, func, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, defer, sessionmaker
+
+from nas.core.store.engine import IMMEDIATE, make_engine
+from nas.core.store.ranking import best_completed
+from nas.core.store.records import (
+    AttemptOutcome,
+    AttemptRecord,
+    ExportedModel,
+    Lease,
+    SearchRecord,
+    SearchStatus,
+    TokenRecord,
+    TrialRecord,
+    TrialStatus,
+    WorkerRecord,
+)
+from nas.core.store.tables import (
+    AttemptRow,
+    ModelRow,
+    SearchRow,
+    TokenRow,
+    TrialRow,
+    WorkerRow,
+)
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class LeaseLostError(RuntimeError):
+    """The search is no longer held by this worker attempt; it must stop writing."""
+
+
+class IdempotencyConflictError(ValueError):
+    """An idempotency key was reused with a different request."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a database error may go away on retry (server restart, lock, dropped link)."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def retried(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
+    """Re-run a store method on transient database errors, with exponential backoff, for up
+    to the store's ``retry_seconds``; each run is a whole new transaction."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except DBAPIError as error:
+                if not is_transient(error) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database unavailable (%s); retrying in %.1f s", type(error).__name__, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return wrapper
+
+
+class QueueFullError(RuntimeError):
+    """The owner already has as many queued searches as allowed."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        super().__init__(f"{owner} already has {limit} queued searches")
+        self.owner = owner
+        self.limit = limit
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of searches, newest first."""
+
+    items: tuple[SearchRecord, ...]
+    total: int
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The outcome of a submit: the search, and whether this call created it."""
+
+    search: SearchRecord
+    created: bool
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What a heartbeat learns: whether the user asked the search to stop."""
+
+    cancel_requested: bool
+
+
+class Store:
+    """Persistent state of the service, on SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine, *, retry_seconds: float = 0.0) -> None:
+        self.engine = engine
+        self.retry_seconds = retry_seconds
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._writer_sessions = sessionmaker(
+            bind=engine.execution_options(**{IMMEDIATE: True}), expire_on_commit=False
+        )
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Session]:
+        factory = self._writer_sessions if write else self._sessions
+        with factory() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close pooled connections (before forking, at shutdown)."""
+        self.engine.dispose()
+
+    @retried
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self._transaction() as session:
+            session.execute(select(1))
+
+    # Searches -------------------------------------------------------------------------
+
+    @retried
+    def create_search(
+        self,
+        spec: dict[str, Any],
+        trials_planned: int,
+        *,
+        owner: str,
+        max_queued: int | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Submission:
+        """Queue a new search of ``owner``; with an idempotency key, a repeat of the same
+        request returns the search it created.
+
+        Raises:
+            QueueFullError: ``owner`` already has ``max_queued`` queued searches.
+            IdempotencyConflictError: the key was used with a different request.
+        """
+        if idempotency_key is not None and (
+            earlier := self.find_submission(idempotency_key, request_hash)
+        ):
+            return earlier
+        row = SearchRow(
+            id=uuid.uuid4().hex,
+            owner=owner,
+            status=SearchStatus.QUEUED.value,
+            spec=spec,
+            trials_planned=trials_planned,
+            created_at=utcnow(),
+            attempt=0,
+            cancel_requested=False,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        try:
+            with self._transaction(write=True) as session:
+                if max_queued is not None and _queued_count(session, owner) >= max_queued:
+                    raise QueueFullError(owner, max_queued)
+                session.add(row)
+                session.flush()
+                return Submission(search=_search_record(row, [], None, []), created=True)
+        except IntegrityError:
+            # Another request with the same key won the race.
+            earlier = (
+                self.find_submission(idempotency_key, request_hash) if idempotency_key else None
+            )
+            if earlier is None:
+                raise
+            return earlier
+
+    @retried
+    def find_submission(self, idempotency_key: str, request_hash: str | None) -> Submission | None:
+        """The search an idempotency key created, if the request matches (else a conflict)."""
+        with self._transaction() as session:
+            row = session.scalar(
+                select(SearchRow).where(SearchRow.idempotency_key == idempotency_key)
+            )
+            if row is None:
+                return None
+            if row.request_hash != request_hash:
+                raise IdempotencyConflictError(
+                    "this Idempotency-Key was already used with a different request"
+                )
+            return Submission(search=_search_records(session, [row])[0], created=False)
+
+    @retried
+    def get_search(self, search_id: str) -> SearchRecord | None:
+        """The search with its progress, or None."""
+        with self._transaction() as session:
+            row = session.get(SearchRow, search_id)
+            return None if row is None else _search_records(session, [row])[0]
+
+    @retried
+    def is_cancel_requested(self, search_id: str) -> bool:
+        """Whether the user asked this search to stop."""
+        with self._transaction() as session:
+            return bool(
+                session.scalar(select(SearchRow.cancel_requested).where(SearchRow.id == search_id))
+            )
+
+    @retried
+    def list_searches(self, *, limit: int, offset: int, owner: str | None) -> SearchPage:
+        """Searches of ``owner`` (of everyone when None), newest first."""
+        mine = () if owner is None else (SearchRow.owner == owner,)
+        with self._transaction() as session:
+            total = session.scalar(select(func.count()).select_from(SearchRow).where(*mine)) or 0
+            rows = session.scalars(
+                select(SearchRow)
+                .where(*mine)
+                .order_by(SearchRow.created_at.desc(), SearchRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return SearchPage(items=tuple(_search_records(session, rows)), total=total)
+
+    @retried
+    def request_cancel(self, search_id: str) -> SearchRecord | None:
+        """Cancel a queued search now; ask the worker of a running one to stop."""
+        with self._transaction(write=True) as session:
+            row = session.get(SearchRow, search_id)
+            if row is None:
+                return None
+            if row.status == SearchStatus.QUEUED:
+                row.status = SearchStatus.CANCELLED.value
+                row.finished_at = utcnow()
+            elif row.status == SearchStatus.RUNNING:
+                row.cancel_requested = True
+            session.flush()
+            return _search_records(session, [row])[0]
+
+    @retried
+    def claim_next(self, worker_id: str, lease_seconds: float) -> Lease | None:
+        """Atomically take the oldest queued search, or None when the queue is empty."""
+        now = utcnow()
+        oldest_queued = (
+            select(SearchRow.id)
+            .where(SearchRow.status == SearchStatus.QUEUED.value)
+            .order_by(SearchRow.created_at, SearchRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            update(SearchRow)
+            .where(SearchRow.id == oldest_queued, SearchRow.status == SearchStatus.QUEUED.value)
+            .values(
+                status=SearchStatus.RUNNING.value,
+                worker_id=worker_id,
+                attempt=SearchRow.attempt + 1,
+                started_at=func.coalesce(SearchRow.started_at, now),
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(SearchRow.id, SearchRow.attempt)
+            .execution_options(synchronize_session=False)
+        )
+        with self._transaction(write=True) as session:
+            claimed = session.execute(claim).first()
+            if claimed is None:
+                return None
+            session.add(
+                AttemptRow(
+                    search_id=claimed.id,
+                    attempt=claimed.attempt,
+                    worker_id=worker_id,
+                    started_at=now,
+                    outcome=AttemptOutcome.RUNNING.value,
+                )
+            )
+            return Lease(search_id=claimed.id, worker_id=worker_id, attempt=claimed.attempt)
+
+    @retried
+    def renew_lease(self, lease: Lease, lease_seconds: float) -> LeaseState:
+        """Extend the lease (the heartbeat); raises LeaseLostError if it is gone."""
+        with self._transaction(write=True) as session:
+            cancel_requested = session.execute(
+                update(SearchRow)
+                .where(*_held_by(lease))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+                .returning(SearchRow.cancel_requested)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            if cancel_requested is None:
+                raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
+            return LeaseState(cancel_requested=bool(cancel_requested))
+
+    @retried
+    def check_lease(self, lease: Lease) -> None:
+        """Raise LeaseLostError unless the lease still holds (before writing files)."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+
+    @retried
+    def release(self, lease: Lease) -> None:
+        """Give a search back to the queue at once (a worker shutting down cleanly)."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = session.get(SearchRow, lease.search_id)
+            assert row is not None
+            _end_attempt(session, row, AttemptOutcome.RELEASED, error=None)
+            row.status, row.worker_id, row.lease_expires_at = SearchStatus.QUEUED.value, None, None
+
+    @retried
+    def requeue_expired(self, max_attempts: int) -> list[str]:
+        """Put back running searches whose lease ran out; fail those out of attempts."""
+        now = utcnow()
+        with self._transaction(write=True) as session:
+            rows = session.scalars(
+                select(SearchRow)
+                .where(
+                    SearchRow.status == SearchStatus.RUNNING.value,
+                    SearchRow.lease_expires_at < now,
+                )
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                _end_attempt(session, row, AttemptOutcome.LEASE_EXPIRED, error=None)
+                row.worker_id = None
+                row.lease_expires_at = None
+                if row.cancel_requested:
+                    row.status, row.finished_at = SearchStatus.CANCELLED.value, now
+                elif row.attempt >= max_attempts:
+                    row.status, row.finished_at = SearchStatus.FAILED.value, now
+                    row.error = f"the worker stopped answering on each of {row.attempt} attempts"
+                else:
+                    row.status = SearchStatus.QUEUED.value
+            return [row.id for row in rows]
+
+    @retried
+    def record_run_context(
+        self,
+        lease: Lease,
+        *,
+        accelerator: dict[str, Any],
+        precision: str,
+        dataset_info: dict[str, Any],
+    ) -> None:
+        """Note where and how the search trains: strategy, devices, precision, data."""
+        self._write_fenced(
+            lease, accelerator=accelerator, precision=precision, dataset_info=dataset_info
+        )
+
+    @retried
+    def finish_search(self, lease: Lease, status: SearchStatus, error: str | None = None) -> None:
+        """End the attempt with a terminal status."""
+        if not status.terminal:
+            raise ValueError(f"{status} is not a terminal status")
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = session.get(SearchRow, lease.search_id)
+            assert row is not None
+            _end_attempt(session, row, AttemptOutcome(status.value), error=error)
+            row.status, row.error = status.value, error
+            row.finished_at, row.lease_expires_at = utcnow(), None
+
+    def _write_fenced(self, lease: Lease, **values: Any) -> None:
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            session.execute(
+                update(SearchRow)
+                .where(SearchRow.id == lease.search_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    # Trials ---------------------------------------------------------------------------
+
+    @retried
+    def start_trial(self, lease: Lease, trial_id: str, hyperparameters: dict[str, Any]) -> None:
+        """Record that a trial began (again, if an earlier attempt was interrupted)."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = session.get(TrialRow, (lease.search_id, trial_id))
+            if row is None:
+                row = TrialRow(search_id=lease.search_id, trial_id=trial_id)
+                session.add(row)
+            row.status = TrialStatus.RUNNING.value
+            row.hyperparameters = hyperparameters
+            row.score, row.params, row.epochs, row.seconds = None, None, 0, 0.0
+            row.history, row.error = [], None
+            row.started_at, row.finished_at = utcnow(), None
+
+    @retried
+    def record_epoch(
+        self,
+        lease: Lease,
+        trial_id: str,
+        *,
+        epoch: int,
+        metrics: dict[str, float],
+        score: float | None,
+        params: int,
+        seconds: float,
+    ) -> LeaseState:
+        """Record epoch ``epoch`` (from 0) of a running trial; says whether to stop.
+
+        Idempotent: a retried write of the same epoch replaces it rather than appending.
+        """
+        with self._transaction(write=True) as session:
+            cancel_requested = _check_fence(session, lease)
+            row = _trial_row(session, lease.search_id, trial_id)
+            row.history = [*row.history[:epoch], metrics]
+            row.epochs = len(row.history)
+            row.score, row.params, row.seconds = score, params, seconds
+            return LeaseState(cancel_requested=cancel_requested)
+
+    @retried
+    def finish_trial(
+        self,
+        lease: Lease,
+        trial_id: str,
+        *,
+        status: TrialStatus,
+        score: float | None,
+        seconds: float,
+        error: str | None = None,
+    ) -> None:
+        """Close a trial as completed or failed."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            row = _trial_row(session, lease.search_id, trial_id)
+            row.status, row.score, row.seconds, row.error = status.value, score, seconds, error
+            row.finished_at = utcnow()
+
+    @retried
+    def list_trials(self, search_id: str) -> list[TrialRecord]:
+        """Every trial of a search, in the order they started."""
+        with self._transaction() as session:
+            return _trials_of(session, [search_id]).get(search_id, [])
+
+    # Models ---------------------------------------------------------------------------
+
+    @retried
+    def record_models(self, lease: Lease, models: Sequence[ExportedModel]) -> None:
+        """Replace the exported models of a search."""
+        with self._transaction(write=True) as session:
+            _check_fence(session, lease)
+            for old in session.scalars(
+                select(ModelRow).where(ModelRow.search_id == lease.search_id)
+            ):
+                session.delete(old)
+            session.flush()
+            session.add_all(
+                ModelRow(
+                    search_id=lease.search_id,
+                    rank=model.rank,
+                    trial_id=model.trial_id,
+                    score=model.score,
+                    params=model.params,
+                    formats=list(model.formats),
+                    created_at=model.created_at,
+                    test_accuracy=model.test_accuracy,
+                )
+                for model in models
+            )
+
+    @retried
+    def list_models(self, search_id: str) -> list[ExportedModel]:
+        """Exported models of a search, best first."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(ModelRow).where(ModelRow.search_id == search_id).order_by(ModelRow.rank)
+            ).all()
+            return [
+                ExportedModel(
+                    search_id=row.search_id,
+                    rank=row.rank,
+                    trial_id=row.trial_id,
+                    score=row.score,
+                    params=row.params,
+                    formats=tuple(row.formats),
+                    created_at=row.created_at,
+                    test_accuracy=row.test_accuracy,
+                )
+                for row in rows
+            ]
+
+    # Workers --------------------------------------------------------------------------
+
+    @retried
+    def register_worker(self, worker_id: str, *, hostname: str, pid: int, backend: str) -> None:
+        """Announce a worker process."""
+        now = utcnow()
+        with self._transaction(write=True) as session:
+            session.add(
+                WorkerRow(
+                    id=worker_id,
+                    hostname=hostname,
+                    pid=pid,
+                    backend=backend,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+
+    @retried
+    def worker_heartbeat(self, worker_id: str, current_search_id: str | None) -> None:
+        """Note that a worker is alive and what it runs."""
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)
+                .values(heartbeat_at=utcnow(), current_search_id=current_search_id)
+            )
+
+    @retried
+    def worker_stopped(self, worker_id: str) -> None:
+        """Note a clean worker exit."""
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)
+                .values(stopped_at=utcnow(), current_search_id=None)
+            )
+
+    @retried
+    def list_workers(self) -> list[WorkerRecord]:
+        """Every worker that ever registered, newest first."""
+        with self._transaction() as session:
+            rows = session.scalars(select(WorkerRow).order_by(WorkerRow.started_at.desc())).all()
+            return [
+                WorkerRecord(
+                    id=row.id,
+                    hostname=row.hostname,
+                    pid=row.pid,
+                    backend=row.backend,
+                    started_at=row.started_at,
+                    heartbeat_at=row.heartbeat_at,
+                    stopped_at=row.stopped_at,
+                    current_search_id=row.current_search_id,
+                )
+                for row in rows
+            ]
+
+    # Tokens ---------------------------------------------------------------------------
+
+    @retried
+    def create_token(
+        self, *, token_id: str, owner: str, token_hash: str, admin: bool
+    ) -> TokenRecord:
+        """Keep a new token; only the hash of its secret is stored."""
+        row = TokenRow(id=token_id, owner=owner, hash=token_hash, admin=admin, created_at=utcnow())
+        with self._transaction(write=True) as session:
+            session.add(row)
+            session.flush()
+            return _token_record(row)
+
+    @retried
+    def get_active_token(self, token_id: str, token_hash: str) -> TokenRecord | None:
+        """The unrevoked token ``token_id`` if ``token_hash`` is its hash, else None.
+
+        The hashes are compared in constant time.
+        """
+        with self._transaction() as session:
+            row = session.get(TokenRow, token_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            if not hmac.compare_digest(row.hash, token_hash):
+                return None
+            return _token_record(row)
+
+    @retried
+    def touch_token(self, token_id: str) -> None:
+        """Note that the token was just used."""
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=utcnow())
+            )
+
+    @retried
+    def revoke_token(self, token_id: str) -> TokenRecord | None:
+        """Revoke a token (again is a no-op); None when there is no such token."""
+        with self._transaction(write=True) as session:
+            row = session.get(TokenRow, token_id)
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _token_record(row)
+
+    @retried
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+        with self._transaction() as session:
+            rows = session.scalars(select(TokenRow).order_by(TokenRow.created_at, TokenRow.id))
+            return [_token_record(row) for row in rows]
+
+
+def create_store(database_url: str, *, retry_seconds: float = 0.0) -> Store:
+    """A store on a new engine for ``database_url``; ``retry_seconds`` rides out outages."""
+    return Store(make_engine(database_url), retry_seconds=retry_seconds)
+
+
+def _held_by(lease: Lease) -> tuple[Any, ...]:
+    return (
+        SearchRow.id == lease.search_id,
+        SearchRow.worker_id == lease.worker_id,
+        SearchRow.attempt == lease.attempt,
+        SearchRow.status == SearchStatus.RUNNING.value,
+    )
+
+
+def _check_fence(session: Session, lease: Lease) -> bool:
+    """Raise LeaseLostError unless ``lease`` still holds; return whether cancel was asked."""
+    # A no-op UPDATE takes the row lock, so a requeue cannot slip in before the write.
+    cancel_requested = session.execute(
+        update(SearchRow)
+        .where(*_held_by(lease))
+        .values(attempt=SearchRow.attempt)
+        .returning(SearchRow.cancel_requested)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if cancel_requested is None:
+        raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
+    return bool(cancel_requested)
+
+
+def _queued_count(session: Session, owner: str) -> int:
+    # On PostgreSQL, locking the owner's token rows serializes that owner's submissions, so
+    # two at once cannot both see room for one more; SQLite writers are serialized already.
+    session.execute(select(TokenRow.id).where(TokenRow.owner == owner).with_for_update())
+    queued = select(func.count()).where(
+        SearchRow.owner == owner, SearchRow.status == SearchStatus.QUEUED.value
+    )
+    return session.scalar(queued) or 0
+
+
+def _token_record(row: TokenRow) -> TokenRecord:
+    return TokenRecord(
+        id=row.id,
+        owner=row.owner,
+        admin=row.admin,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+def _trial_row(session: Session, search_id: str, trial_id: str) -> TrialRow:
+    row = session.get(TrialRow, (search_id, trial_id))
+    if row is None:
+        raise KeyError(f"trial {trial_id} of search {search_id} was never started")
+    return row
+
+
+def _trials_of(
+    session: Session, search_ids: Sequence[str], *, with_history: bool = True
+) -> dict[str, list[TrialRecord]]:
+    """The trials of each search, oldest first; without ``with_history`` their per-epoch
+    history, most of a trial's bytes, is not read (and left empty)."""
+    if not search_ids:
+        return {}
+    query = select(TrialRow).where(TrialRow.search_id.in_(search_ids))
+    if not with_history:
+        query = query.options(defer(TrialRow.history, raiseload=True))
+    rows = session.scalars(query.order_by(TrialRow.started_at, TrialRow.trial_id)).all()
+    # A trial's exported model, if any, carries its accuracy on the search's test photos.
+    tested = {
+        (search_id, trial_id): accuracy
+        for search_id, trial_id, accuracy in session.execute(
+            select(ModelRow.search_id, ModelRow.trial_id, ModelRow.test_accuracy).where(
+                ModelRow.search_id.in_(search_ids), ModelRow.test_accuracy.is_not(None)
+            )
+        )
+    }
+    grouped: dict[str, list[TrialRecord]] = {}
+    for row in rows:
+        test_accuracy = tested.get((row.search_id, row.trial_id))
+        history = _history(row.history) if with_history else ()
+        grouped.setdefault(row.search_id, []).append(_trial_record(row, history, test_accuracy))
+    return grouped
+
+
+def _end_attempt(
+    session: Session, search: SearchRow, outcome: AttemptOutcome, error: str | None
+) -> None:
+    """Close the search's current attempt; trials it left running are interrupted."""
+    attempt = session.get(AttemptRow, (search.id, search.attempt))
+    if attempt is not None:
+        attempt.outcome, attempt.error, attempt.ended_at = outcome.value, error, utcnow()
+    session.execute(
+        update(TrialRow)
+        .where(TrialRow.search_id == search.id, TrialRow.status == TrialStatus.RUNNING.value)
+        .values(status=TrialStatus.INTERRUPTED.value)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _attempts_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
+    if not search_ids:
+        return {}
+    rows = session.scalars(
+        select(AttemptRow).where(AttemptRow.search_id.in_(search_ids)).order_by(AttemptRow.attempt)
+    ).all()
+    grouped: dict[str, list[AttemptRecord]] = {}
+    for row in rows:
+        grouped.setdefault(row.search_id, []).append(
+            AttemptRecord(
+                attempt=row.attempt,
+                worker_id=row.worker_id,
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                outcome=AttemptOutcome(row.outcome),
+                error=row.error,
+            )
+        )
+    return grouped
+
+
+def _search_records(session: Session, rows: Sequence[SearchRow]) -> list[SearchRecord]:
+    """Records of ``rows`` with their progress. Of their trials only the best one's history
+    is read: it is the only one a search record shows."""
+    ids = [row.id for row in rows]
+    trials = _trials_of(session, ids, with_history=False)
+    attempts = _attempts_of(session, ids)
+    best = {
+        row.id: best_completed(trials.get(row.id, []), row.spec.get("objective", "val_accuracy"))
+        for row in rows
+    }
+    histories = _histories(session, [trial.key for trial in best.values() if trial is not None])
+    return [
+        _search_record(
+            row,
+            trials.get(row.id, []),
+            None if (top := best[row.id]) is None else replace(top, history=histories[top.key]),
+            attempts.get(row.id, []),
+        )
+        for row in rows
+    ]
+
+
+def _histories(
+    session: Session, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[dict[str, float], ...]]:
+    """The per-epoch history of each trial in ``keys`` (search id, trial id)."""
+    if not keys:
+        return {}
+    found = session.execute(
+        select(TrialRow.search_id, TrialRow.trial_id, TrialRow.history).where(
+            tuple_(TrialRow.search_id, TrialRow.trial_id).in_(keys)
+        )
+    )
+    return {(search_id, trial_id): _history(history) for search_id, trial_id, history in found}
+
+
+def _history(epochs: list[dict[str, float]]) -> tuple[dict[str, float], ...]:
+    return tuple(dict(epoch) for epoch in epochs)
+
+
+def _trial_record(
+    row: TrialRow, history: tuple[dict[str, float], ...], test_accuracy: float | None
+) -> TrialRecord:
+    return TrialRecord(
+        search_id=row.search_id,
+        trial_id=row.trial_id,
+        status=TrialStatus(row.status),
+        hyperparameters=dict(row.hyperparameters),
+        score=row.score,
+        params=row.params,
+        epochs=row.epochs,
+        seconds=row.seconds,
+        history=history,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        test_accuracy=test_accuracy,
+    )
+
+
+def _search_record(
+    row: SearchRow,
+    trials: list[TrialRecord],
+    best_trial: TrialRecord | None,
+    attempts: list[AttemptRecord],
+) -> SearchRecord:
+    done = sum(trial.status in {TrialStatus.COMPLETED, TrialStatus.FAILED} for trial in trials)
+    return SearchRecord(
+        id=row.id,
+        owner=row.owner,
+        status=SearchStatus(row.status),
+        spec=dict(row.spec),
+        trials_planned=row.trials_planned,
+        trials_done=done,
+        best_trial=best_trial,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        worker_id=row.worker_id,
+        attempt=row.attempt,
+        lease_expires_at=row.lease_expires_at,
+        cancel_requested=row.cancel_requested,
+        accelerator=row.accelerator,
+        precision=row.precision,
+        dataset_info=row.dataset_info,
+        error=row.error,
+        attempts=tuple(attempts),
+    )

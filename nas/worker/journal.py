@@ -1,0 +1,83 @@
+"""Writes what the tuner does to the store as it happens: trials, epochs, outcomes."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from nas.core.store import Lease, Store, TrialStatus
+from nas.core.store.ranking import objective_is_maximized
+
+log = logging.getLogger(__name__)
+
+
+class TrialJournal:
+    """The search process's one writer of trial progress, fenced by the lease."""
+
+    def __init__(self, store: Store, lease: Lease, objective: str) -> None:
+        self._store = store
+        self._lease = lease
+        self._objective = objective
+        self._maximize = objective_is_maximized(objective)
+        self._started: dict[str, float] = {}
+        self._best: dict[str, float] = {}
+        self.cancel_requested = False
+
+    def ensure_held(self) -> None:
+        """Raise LeaseLostError if another worker took the search over."""
+        self._store.check_lease(self._lease)
+
+    def trial_started(self, trial_id: str, hyperparameters: dict[str, Any]) -> None:
+        self._started[trial_id] = time.monotonic()
+        self._best.pop(trial_id, None)
+        self._store.start_trial(self._lease, trial_id, _plain(hyperparameters))
+        log.info("trial %s started: %s", trial_id, hyperparameters)
+
+    def epoch_ended(self, trial_id: str, epoch: int, logs: dict[str, Any], params: int) -> None:
+        metrics = {name: float(value) for name, value in logs.items() if _is_number(value)}
+        value = metrics.get(self._objective)
+        if value is not None and math.isfinite(value):
+            best = self._best.get(trial_id)
+            if best is None or (value > best if self._maximize else value < best):
+                self._best[trial_id] = value
+        state = self._store.record_epoch(
+            self._lease,
+            trial_id,
+            epoch=epoch,
+            metrics=metrics,
+            score=self._best.get(trial_id),
+            params=params,
+            seconds=self._elapsed(trial_id),
+        )
+        self.cancel_requested = self.cancel_requested or state.cancel_requested
+
+    def trial_ended(self, trial_id: str, *, completed: bool, error: str | None) -> None:
+        status = TrialStatus.COMPLETED if completed else TrialStatus.FAILED
+        score = self._best.get(trial_id)
+        self._store.finish_trial(
+            self._lease,
+            trial_id,
+            status=status,
+            score=score,
+            seconds=self._elapsed(trial_id),
+            error=error,
+        )
+        log.info("trial %s %s, %s=%s", trial_id, status.value, self._objective, score)
+
+    def _elapsed(self, trial_id: str) -> float:
+        return time.monotonic() - self._started.get(trial_id, time.monotonic())
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe hyperparameter values (numpy scalars become Python ones)."""
+    return {key: value.item() if hasattr(value, "item") else value for key, value in values.items()}

@@ -1,0 +1,123 @@
+"""The photos of a search from any dataset form, split into train, validation and test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.core.data_confinement import Confinement, OutsideRoots
+from nas.core.settings import Settings
+from nas.core.specs import DatasetSpec
+from nas.worker.datasets import DatasetError, ImageSet, load_images, scan_folder, three_way_split
+from nas.worker.tf_flowers import fetch_tf_flowers
+from nas.worker.tfrecords import load_tfrecords
+
+
+@dataclass(frozen=True)
+class SearchData:
+    """Decoded photos: ``train`` and ``validation`` index ``images``; ``test`` holds the
+    photos no trial sees (from ``test_split`` or ``test_path``), or is None."""
+
+    images: ImageSet
+    train: np.ndarray
+    validation: np.ndarray
+    test: ImageSet | None
+
+    def info(self) -> dict[str, Any]:
+        """What the search records about its data."""
+        images = self.images
+        return {
+            "class_names": list(images.class_names),
+            "images": len(images.labels),
+            "train_images": len(self.train),
+            "validation_images": len(self.validation),
+            "test_images": 0 if self.test is None else len(self.test.labels),
+            "skipped_images": len(images.skipped),
+            "skipped_files": list(images.skipped[:20]),
+            "from_cache": images.from_cache and (self.test is None or self.test.from_cache),
+        }
+
+
+def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
+    """Decode (or read from the cache) the dataset's photos and split them, first checking
+    again that every file lies inside the data roots (links may have changed since submit).
+
+    Raises:
+        DatasetError: the photos cannot be used; the message says why.
+    """
+    confinement = Confinement(settings.resolved_data_roots())
+    test_scan = None
+    # Checked first, so that a test folder out of the roots costs no decoding.
+    if dataset.test_path is not None:
+        with _confined("test_path"):
+            test_scan = scan_folder(Path(dataset.test_path), confinement=confinement)
+    images = _load_source(dataset, settings, confinement)
+    train, validation, held_out = three_way_split(
+        images.labels, dataset.test_split, dataset.validation_split, dataset.seed
+    )
+    test = None
+    if dataset.test_split is not None:
+        test = ImageSet(
+            images=images.images[held_out],
+            labels=images.labels[held_out],
+            class_names=images.class_names,
+            skipped=(),
+            from_cache=images.from_cache,
+        )
+    elif test_scan is not None:
+        with _confined("test_path"):
+            test = load_images(
+                test_scan,
+                dataset.image_size,
+                settings.cache_dir,
+                max_pixels=settings.limit_image_pixels,
+            )
+        if test.class_names != images.class_names:
+            raise DatasetError(
+                f"the classes of dataset.test_path ({', '.join(test.class_names)}) differ from "
+                f"the training classes ({', '.join(images.class_names)})"
+            )
+    return SearchData(images=images, train=train, validation=validation, test=test)
+
+
+def _load_source(dataset: DatasetSpec, settings: Settings, confinement: Confinement) -> ImageSet:
+    if dataset.tfrecords is not None:
+        with _confined("tfrecords"):
+            return load_tfrecords(
+                dataset.tfrecords,
+                class_names=dataset.class_names,
+                image_size=dataset.image_size,
+                max_images_per_class=dataset.max_images_per_class,
+                cache_dir=settings.cache_dir,
+                max_classes=settings.limit_classes,
+                max_pixels=settings.limit_image_pixels,
+                confinement=confinement,
+            )
+    if dataset.path is None:
+        folder = fetch_tf_flowers(
+            settings.cache_dir, settings.tf_flowers_url, settings.download_timeout_seconds
+        )
+        scan = scan_folder(folder, dataset.max_images_per_class)
+        return load_images(
+            scan, dataset.image_size, settings.cache_dir, max_pixels=settings.limit_image_pixels
+        )
+    with _confined("path"):
+        scan = scan_folder(Path(dataset.path), dataset.max_images_per_class, confinement)
+        return load_images(
+            scan, dataset.image_size, settings.cache_dir, max_pixels=settings.limit_image_pixels
+        )
+
+
+@contextmanager
+def _confined(field: str) -> Iterator[None]:
+    """A path out of the data roots (swapped in since the API checked it) as the API's
+    refusal of ``dataset.<field>``, naming nothing outside."""
+    try:
+        yield
+    except OutsideRoots as error:
+        raise DatasetError(f"dataset.{field} {error}") from None

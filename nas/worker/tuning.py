@@ -1,0 +1,184 @@
+"""KerasTuner tuners that report every trial and epoch to the journal."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from nas.core.specs import SearchSpec
+from nas.core.store import LeaseLostError
+from nas.worker.journal import TrialJournal
+from nas.worker.signals import Interruptions
+from nas.worker.tuner_state import write_tuner_state_atomically
+
+TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
+    "random": keras_tuner.RandomSearch,
+    "bayesian": keras_tuner.BayesianOptimization,
+    "hyperband": keras_tuner.Hyperband,
+}
+FAILED_TRIAL_STATES = {"FAILED", "INVALID"}
+
+
+class SearchStopped(keras_tuner.errors.FatalError):
+    """Ends the search early; KerasTuner re-raises it instead of failing the trial."""
+
+
+class SearchCancelled(SearchStopped):
+    """The user cancelled the search; finished trials are kept."""
+
+
+class SearchInterrupted(SearchStopped):
+    """The worker is stopping (SIGTERM) or cancelling mid-epoch; the trial is rerun later."""
+
+
+class LeaseLost(SearchStopped):
+    """Another worker took the search over: this process must write nothing more."""
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Sends each epoch's metrics to the journal; stops training on cancel or SIGTERM."""
+
+    def __init__(self, journal: TrialJournal, trial_id: str, interruptions: Interruptions) -> None:
+        super().__init__()
+        self._journal = journal
+        self._trial_id = trial_id
+        self._interruptions = interruptions
+        self._epoch_started = time.perf_counter()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
+        # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
+        return EpochReporter(self._journal, self._trial_id, self._interruptions)
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # A *_begin hook keeps Keras's asynchronous batch dispatch on.
+        if self._interruptions.requested:
+            raise SearchInterrupted
+
+    on_test_batch_begin = on_train_batch_begin
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.perf_counter() - self._epoch_started
+        try:
+            self._journal.epoch_ended(
+                self._trial_id,
+                epoch,
+                (logs or {}) | {"epoch_seconds": seconds},
+                self.model.count_params(),
+            )
+        except LeaseLostError as error:
+            raise LeaseLost(str(error)) from error
+        if self._journal.cancel_requested:
+            self.model.stop_training = True
+
+
+class ReportingTuner:
+    """Mixin for a KerasTuner tuner: journals trials; raises SearchCancelled between trials."""
+
+    journal: TrialJournal
+    interruptions: Interruptions
+    dtype_policy: Any
+    distribution: Any | None
+    tensorboard_dir: Path | None
+
+    def _populate_initial_space(self) -> None:
+        # A trial process (KerasTuner's distributed tuning) asks the search process's oracle,
+        # which has the whole space already: building a model per conditional scope again,
+        # compiling each weight initializer on JAX, would only delay its first trial.
+        if "KERASTUNER_ORACLE_IP" not in os.environ:
+            super()._populate_initial_space()  # type: ignore[misc]
+
+    def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        # KerasTuner clears the Keras session before each build, which also forgets the dtype
+        # policy and the distribution this process chose: each trial would train in float32
+        # on one device.
+        keras.config.set_dtype_policy(self.dtype_policy)
+        if self.distribution is not None:
+            keras.distribution.set_distribution(self.distribution)
+        return super()._build_hypermodel(hp)  # type: ignore[misc]
+
+    def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)  # type: ignore[misc]
+        self.journal.trial_started(trial.trial_id, trial.hyperparameters.values)
+
+    def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        kwargs["callbacks"] = [
+            *kwargs.get("callbacks", []),
+            EpochReporter(self.journal, trial.trial_id, self.interruptions),
+        ]
+        if self.tensorboard_dir is not None:
+            # KerasTuner gives each trial its own folder under log_dir, with its HParams.
+            kwargs["callbacks"].append(
+                keras.callbacks.TensorBoard(log_dir=str(self.tensorboard_dir))
+            )
+        return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+
+    def on_trial_end(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        self.journal.ensure_held()  # before KerasTuner saves its state into the artifacts
+        super().on_trial_end(trial)  # type: ignore[misc]
+        ended = self.oracle.get_trial(trial.trial_id)  # type: ignore[attr-defined]
+        failed = ended.status in FAILED_TRIAL_STATES
+        if self.journal.cancel_requested:
+            self.journal.trial_ended(trial.trial_id, completed=False, error="cancelled")
+            raise SearchCancelled
+        self.journal.trial_ended(
+            trial.trial_id,
+            completed=not failed,
+            error=_last_line(ended.message) if failed else None,
+        )
+
+
+def build_tuner(
+    spec: SearchSpec,
+    hypermodel: keras_tuner.HyperModel,
+    project_dir: Path,
+    journal: TrialJournal,
+    interruptions: Interruptions,
+    *,
+    tf_strategy: Any | None,
+    overwrite: bool,
+    tensorboard_dir: Path | None,
+) -> keras_tuner.Tuner:
+    """The tuner the spec asks for, journaling into ``journal``; on the TensorFlow backend
+    each trial also logs to TensorBoard under ``tensorboard_dir``."""
+    write_tuner_state_atomically()
+    base = TUNER_CLASSES[spec.tuner.algorithm]
+    tuner_class = type(f"Reporting{base.__name__}", (ReportingTuner, base), {})
+    direction = "max" if spec.maximize else "min"
+    options: dict[str, Any] = {
+        "hypermodel": hypermodel,
+        "objective": keras_tuner.Objective(spec.objective, direction=direction),
+        "seed": spec.tuner.seed,
+        "directory": str(project_dir.parent),
+        "project_name": project_dir.name,
+        "overwrite": overwrite,
+        "distribution_strategy": tf_strategy,
+    }
+    if spec.tuner.algorithm == "hyperband":
+        options |= {"max_epochs": spec.tuner.epochs, "factor": spec.tuner.hyperband_factor}
+    else:
+        options["max_trials"] = spec.tuner.max_trials
+    if spec.tuner.algorithm == "bayesian" and spec.tuner.initial_points is not None:
+        options["num_initial_points"] = spec.tuner.initial_points
+    tuner = tuner_class(**options)
+    tuner.journal = journal
+    tuner.interruptions = interruptions
+    tuner.dtype_policy = keras.config.dtype_policy()
+    tuner.distribution = keras.distribution.distribution()
+    # Keras's TensorBoard callback writes through tf.summary: on another backend it would
+    # import TensorFlow into a worker that runs without it (and let it take GPU memory).
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    tuner.tensorboard_dir = tensorboard_dir if on_tensorflow else None
+    return tuner
+
+
+def _last_line(message: str | None) -> str:
+    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "the trial failed"
