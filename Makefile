@@ -21,7 +21,7 @@ help:
 	@echo "  install  create $(VENV) and install the project with its tensorflow and dev extras"
 	@echo "  run      run the demo search (DATA=folder, default NAS_DATA_DIR, else tf_flowers)"
 	@echo "  test     ruff check, then the test suite (NAS_TEST_POSTGRES_URL=$(NAS_TEST_POSTGRES_URL))"
-	@echo "  lint     ruff check and ruff format --check"
+	@echo "  lint     ruff check, ruff format --check and the import contracts (lint-imports)"
 	@echo "  clean    remove var/, $(VENV) and the caches"
 
 $(STAMP): pyproject.toml
@@ -39,12 +39,14 @@ run: $(STAMP)
 # tests that stop a shared server.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
 	$(VENV)/bin/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none selected
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf var $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info test-artifacts

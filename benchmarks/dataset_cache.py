@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import FLOWERS
+from nas.core.folders import scan_folder
 from nas.core.settings import Settings
-from nas.worker.datasets import ImageSet, load_images, scan_folder, three_way_split
+from nas.worker.datasets import ImageSet, load_images, three_way_split
 from nas.worker.tfrecords import load_tfrecords
 from tests.tfrecord_shards import write_shards
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from nas.cli.launcher import free_port, settings_env, start_nas, stop_process, wait_until
+from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
+from nas.core.ports import free_port
 from nas.core.settings import Settings
 from nas.core.store import create_store, migrate
 from nas.core.tokens import issue_token

@@ -110,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compare(args: argparse.Namespace, workdir: Path) -> int:
-    from nas.worker.datasets import load_images, scan_folder, stratified_split
+    from nas.core.folders import scan_folder
+    from nas.worker.datasets import load_images, stratified_split
 
     # The service's search processes run niced by default; the plain run is not, and on a
     # shared machine that alone would decide the race.
@@ -204,9 +205,10 @@ def _plain_keras_tuner(config: dict[str, Any]) -> None:
     import keras
     import keras_tuner
 
+    from nas.core.folders import scan_folder
     from nas.core.specs import ConvNetSpace
     from nas.hypermodels import build_hypermodel
-    from nas.worker.datasets import load_images, scan_folder, stratified_split
+    from nas.worker.datasets import load_images, stratified_split
 
     run_dir = Path(config["workdir"])
     images = load_images(

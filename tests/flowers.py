@@ -25,7 +25,7 @@ def copy_flowers_slice(dest: Path, per_class: int, classes: int = 5, start: int 
     to ``dest``; slices with different ``start``s share no photo.
 
     ``dest`` is created if needed and gets one subfolder per class, like ``FLOWERS``; it is
-    returned, ready to pass to ``nas.worker.datasets.scan_folder``.
+    returned, ready to pass to ``nas.core.folders.scan_folder``.
     """
     names = flower_classes()
     if not 1 <= classes <= len(names):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from nas.cli.launcher import NAS, free_port, settings_env, start_nas, stop_process, wait_until
+from nas.cli.launcher import NAS, settings_env, start_nas, stop_process, wait_until
+from nas.core.ports import free_port
 from nas.core.settings import Settings
 from tests.owners import bearer
 

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from nas.cli.console import describe_architecture
-from nas.cli.launcher import NAS_COMMAND, free_port, settings_env, start_nas, stop_process
+from nas.cli.launcher import NAS_COMMAND, settings_env, start_nas, stop_process
+from nas.core.ports import free_port
 from nas.core.settings import Settings
 from nas.core.store import Store, create_store, migrate
 from tests.live import cli_token, live_api

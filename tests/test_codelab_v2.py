@@ -14,10 +14,11 @@ import pytest
 
 from nas.cli.console import describe_architecture
 from nas.core.artifacts import ModelArtifacts
+from nas.core.folders import scan_folder
 from nas.core.spaces.codelab_v2 import HYPERPARAMETERS, SMALL_DATA_FOCUS
 from nas.core.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange, SpaceSpec
 from nas.hypermodels import build_hypermodel
-from nas.worker.datasets import ImageSet, load_images, scan_folder
+from nas.worker.datasets import ImageSet, load_images
 from nas.worker.export import export_model
 from tests.flowers import copy_flowers_slice
 from tests.sampling import sampled_hyperparameters

@@ -17,7 +17,8 @@ from nas.core.data_confinement import (
     EntryLimitReached,
     OutsideRoots,
 )
-from nas.worker.datasets import load_images, scan_folder
+from nas.core.folders import scan_folder
+from nas.worker.datasets import load_images
 from nas.worker.tfrecords import load_tfrecords
 from tests.flowers import copy_flowers_slice
 from tests.tfrecord_shards import write_shards
@@ -154,6 +155,7 @@ def test_shards_are_listed_inside_the_roots_only(tmp_path: Path) -> None:
             image_size=16,
             max_images_per_class=None,
             cache_dir=None,
+            max_classes=5,
             confinement=Confinement([root]),
         )
 

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas.cli.launcher import free_port, settings_env, start_nas, stop_process
+from nas.cli.launcher import settings_env, start_nas, stop_process
+from nas.core.ports import free_port
 from nas.core.settings import Settings
+from nas.core.specs import TF_FLOWERS_CLASSES
 from nas.core.store import Store
-from nas.worker.tf_flowers import TF_FLOWERS_CLASSES
 from tests.flowers import copy_flowers_slice
 from tests.http_files import ARCHIVE_NAME, flowers_archive, serve_files
 from tests.live import cli_token, live_api, wait_for_status
@@ -52,7 +53,8 @@ def body(dataset: dict, max_trials: int = 1) -> dict:
 
 def decoded(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """The photos of a folder of class subfolders as the worker decodes them, and labels."""
-    from nas.worker.datasets import crop_to_fill, scan_folder
+    from nas.core.folders import scan_folder
+    from nas.worker.datasets import crop_to_fill
 
     scan = scan_folder(folder)
     images = []

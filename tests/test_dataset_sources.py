@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas.cli.launcher import free_port
-from nas.worker.datasets import DatasetError, load_images, scan_folder, three_way_split
-from nas.worker.tf_flowers import TF_FLOWERS_CLASSES, fetch_tf_flowers
+from nas.core.errors import DatasetError
+from nas.core.folders import scan_folder
+from nas.core.ports import free_port
+from nas.core.specs import TF_FLOWERS_CLASSES
+from nas.worker.datasets import load_images, three_way_split
+from nas.worker.tf_flowers import fetch_tf_flowers
 from nas.worker.tfrecords import load_tfrecords
 from tests.flowers import copy_flowers_slice
 from tests.http_files import ARCHIVE_NAME, flowers_archive, serve_files

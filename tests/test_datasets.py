@@ -13,13 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas.worker.datasets import (
-    DatasetError,
-    crop_to_fill,
-    load_images,
-    scan_folder,
-    stratified_split,
-)
+from nas.core.errors import DatasetError
+from nas.core.folders import scan_folder
+from nas.worker.datasets import crop_to_fill, load_images, stratified_split
 from tests.flowers import FLOWERS, copy_flowers_slice
 from tests.lookalikes import imitate, imitate_folder
 

@@ -11,9 +11,10 @@ import keras_tuner
 import numpy as np
 import pytest
 
+from nas.core.folders import scan_folder
 from nas.core.specs import CodelabV2Space, ConvNetSpace, SpaceSpec
 from nas.hypermodels import build_hypermodel, min_image_size
-from nas.worker.datasets import ImageSet, load_images, scan_folder
+from nas.worker.datasets import ImageSet, load_images
 from tests.flowers import copy_flowers_slice
 from tests.sampling import sampled_hyperparameters
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli.launcher import NAS_COMMAND, free_port, settings_env
+from nas.cli.launcher import NAS_COMMAND, settings_env
+from nas.core.ports import free_port
 from nas.core.settings import Settings
 from nas.core.specs import SearchSpec
 from nas.core.store import SearchStatus, create_store, migrate
@@ -22,11 +23,14 @@ def every_field_changed(tmp_path: Path) -> Settings:
         "cache_dir": tmp_path / "cache",
         "data_roots": [tmp_path / "photos", tmp_path / "more photos"],
         "data_buckets": ["one-bucket", "another_bucket"],
+        "submit_scan_entries": 77,
         "tf_flowers_url": "http://127.0.0.1:9/flower_photos.tgz",
         "download_timeout_seconds": 7.25,
         "host": "0.0.0.0",
         "port": 8123,
         "api_threads": 5,
+        "header_timeout_seconds": 3.5,
+        "max_connections": 17,
         "poll_interval_seconds": 0.3,
         "heartbeat_seconds": 1.5,
         "lease_seconds": 12.5,
@@ -42,9 +46,13 @@ def every_field_changed(tmp_path: Path) -> Settings:
         "limit_epochs": 11,
         "limit_image_size": 96,
         "limit_batch_size": 16,
+        "limit_classes": 12,
+        "limit_image_pixels": 123456,
         "limit_queued_per_owner": 2,
         "rate_limit_per_minute": 33.5,
         "rate_limit_burst": 4,
+        "auth_failures_per_minute": 6.5,
+        "auth_failures_burst": 2,
     }
     assert set(values) == set(Settings.model_fields), "give every setting a value here"
     settings = Settings(**values)

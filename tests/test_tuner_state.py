@@ -11,7 +11,7 @@ from pathlib import Path
 
 from keras_tuner.src import utils as keras_tuner_utils
 
-from nas.worker.tuner_state import write_tuner_state_atomically
+from nas.worker.keras_tuner_adapter import write_tuner_state_atomically
 
 # Large enough that a write takes a while, so that kills land inside one.
 STATE = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas.worker.datasets import scan_folder
+from nas.core.folders import scan_folder
 
 
 def write_shards(

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nas.api import docs
 from nas.api.auth import authenticate
@@ -23,6 +23,7 @@ from nas.api.json_bodies import StrictJSONBodies, validation_error_as_json
 from nas.api.rate_limit import RateLimiter
 from nas.api.routes import health, models, searches, spaces, workers
 from nas.api.schemas import error_responses
+from nas.core.errors import InvalidRequestError, StoreError, StoreUnavailableError
 from nas.core.settings import Settings, get_settings
 from nas.core.store import Store, create_store, ensure_schema_current
 from nas.core.tokens import FIRST_TOKEN_HINT, has_active_token
@@ -37,8 +38,8 @@ async def requeue_expired_forever(store: Store, settings: Settings) -> None:
         await asyncio.sleep(period)
         try:
             requeued = await asyncio.to_thread(store.requeue_expired, settings.max_attempts)
-        except DBAPIError as error:
-            log.warning("could not look for expired leases: %s", type(error).__name__)
+        except StoreError as error:
+            log.warning("could not look for expired leases: %s", error)
             continue
         if requeued:
             log.warning("requeued searches whose worker stopped answering: %s", requeued)
@@ -97,10 +98,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             responses=error_responses(401, 429),
         )
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
-    async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", type(error).__name__)
+    @app.exception_handler(InvalidRequestError)
+    async def invalid_request(request: Request, error: InvalidRequestError) -> JSONResponse:
+        # The same 422 as FastAPI's own validation, naming each wrong field of the body.
+        return await request_validation_exception_handler(
+            request, RequestValidationError(list(error.problems))
+        )
+
+    @app.exception_handler(StoreUnavailableError)
+    async def database_unavailable(_request: Request, error: StoreUnavailableError) -> JSONResponse:
+        log.warning("%s", error)
         return JSONResponse(
             {"detail": "the database is unavailable; retry shortly"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,

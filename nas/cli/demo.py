@@ -12,8 +12,9 @@ from rich.console import Console
 
 from nas.cli.client import NasClient
 from nas.cli.console import follow, format_score, leaderboard_table, stdout_console
-from nas.cli.launcher import free_port, settings_env, start_nas, stop_process, wait_until
+from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
 from nas.core.artifacts import SearchArtifacts
+from nas.core.ports import free_port
 from nas.core.settings import Settings, get_settings
 from nas.core.spaces.codelab_v2 import SMALL_DATA_FOCUS
 from nas.core.store import create_store, migrate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,6 @@ NAS = str(Path(sys.executable).with_name("nas"))
 # Without the installed script (the project on PYTHONPATH only), the same app runs as a module.
 NAS_COMMAND = [NAS] if Path(NAS).exists() else [sys.executable, "-m", "nas"]
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi.exceptions import RequestValidationError
-
-from nas.core.errors import field_problem
+from nas.core.errors import InvalidRequestError, field_problem
 from nas.core.settings import Settings
 from nas.core.specs import SearchSpec
 
@@ -49,4 +47,4 @@ def check_caps(spec: SearchSpec, settings: Settings) -> None:
             )
         )
     if problems:
-        raise RequestValidationError(problems)
+        raise InvalidRequestError(problems)

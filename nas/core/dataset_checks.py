@@ -11,10 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nas.core.data_confinement import Confinement, EntryLimitReached, OutsideRoots
-from nas.core.errors import field_error
-from nas.core.specs import DatasetSpec
-from nas.worker.datasets import DatasetError, scan_folder
-from nas.worker.tf_flowers import TF_FLOWERS_CLASSES
+from nas.core.errors import DatasetError, field_error
+from nas.core.folders import scan_folder
+from nas.core.specs import TF_FLOWERS_CLASSES, DatasetSpec
 
 GCS_SCHEME = "gs://"
 

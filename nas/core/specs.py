@@ -18,13 +18,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, ValidationError
 
+from nas.core.errors import RestrictionError
 from nas.core.spaces.codelab_v2 import HYPERPARAMETERS as CODELAB_V2_HYPERPARAMETERS
-from nas.core.spaces.hyperparameters import Hyperparameter, Restriction, RestrictionError
+from nas.core.spaces.hyperparameters import Hyperparameter, Restriction
 
 Head = Literal["flatten_dense", "gap", "gap_dense"]
 Algorithm = Literal["random", "bayesian", "hyperband"]
 Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 Objective = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
+#: The class folders of the tf_flowers archive, sorted as a folder scan sorts them.
+TF_FLOWERS_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 #: The keys of a dataset that say where its photos come from; a dataset has exactly one.
 SOURCES = ("path", "tfrecords", "name")
 

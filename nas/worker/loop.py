@@ -13,11 +13,8 @@ import uuid
 from dataclasses import dataclass
 from types import FrameType
 
-from sqlalchemy.exc import DBAPIError
-
 from nas.core.settings import Settings
-from nas.core.store import Lease, LeaseLostError, SearchStatus, Store
-from nas.core.store.store import is_transient
+from nas.core.store import Lease, LeaseLostError, SearchStatus, Store, StoreUnavailableError
 from nas.worker.process import EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, search_process_main
 
 log = logging.getLogger(__name__)
@@ -73,9 +70,7 @@ class Worker:
         while not self._stop.is_set() and (max_searches is None or done < max_searches):
             try:
                 lease = self._next_lease()
-            except DBAPIError as error:
-                if not is_transient(error):
-                    raise
+            except StoreUnavailableError:
                 log.warning("database unavailable; the worker waits")
                 self._stop.wait(self.settings.poll_interval_seconds)
                 continue

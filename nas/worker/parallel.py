@@ -15,12 +15,11 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from nas.cli.launcher import free_port
+from nas.core.ports import free_port
 from nas.core.settings import Settings
 from nas.core.store import Lease, LeaseLostError, create_store
 from nas.worker.hardware import backend_environment
@@ -84,12 +83,7 @@ class TrialProcesses:
             LeaseLostError: another worker took the search over.
             RuntimeError: a trial process died; the others are stopped.
         """
-        import grpc
-
-        # KerasTuner's own servicer of its distributed tuning (not exported under a public name).
-        from keras_tuner.src import protos
-        from keras_tuner.src.distribute.oracle_chief import OracleServicer
-
+        from nas.worker.keras_tuner_adapter import serve_oracle
         from nas.worker.tuning import SearchCancelled, SearchInterrupted
 
         # As KerasTuner's chief does before serving: without the tuner's file, a re-claimed
@@ -98,10 +92,7 @@ class TrialProcesses:
         oracle = tuner.oracle
         # The trial processes' search(verbose=0) does not reach the oracle they share.
         oracle.verbose = 0
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-        protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
-        server.add_insecure_port(f"{ORACLE_HOST}:{self.port}")
-        server.start()
+        server = serve_oracle(oracle, f"{ORACLE_HOST}:{self.port}")
         try:
             failed = self._wait()
         finally:
@@ -164,7 +155,7 @@ def trial_process_main(
     try:
         # After the environment: Keras reads KERAS_BACKEND when first imported.
         from nas.worker.search import run_trials
-        from nas.worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted
+        from nas.worker.tuning import SearchCancelled, SearchInterrupted
 
         try:
             run_trials(store, settings, lease, interruptions)
@@ -172,8 +163,6 @@ def trial_process_main(
             sys.exit(EXIT_CANCELLED)
         except SearchInterrupted:
             sys.exit(EXIT_INTERRUPTED)
-        except LeaseLost as lost:
-            raise LeaseLostError(str(lost)) from lost
     except LeaseLostError as error:
         log.warning("stopping: %s", error)
         sys.exit(EXIT_LEASE_LOST)

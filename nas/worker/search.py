@@ -25,7 +25,7 @@ from nas.worker.journal import TrialJournal
 from nas.worker.parallel import trial_processes
 from nas.worker.search_data import SearchData, load_search_data
 from nas.worker.signals import Interruptions
-from nas.worker.tuning import LeaseLost, SearchCancelled, SearchInterrupted, build_tuner
+from nas.worker.tuning import SearchCancelled, SearchInterrupted, build_tuner
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def early_stopping(spec: SearchSpec) -> list[keras.callbacks.Callback]:
 def search_spec(store: Store, lease: Lease) -> SearchSpec:
     """The spec of the leased search."""
     search = store.get_search(lease.search_id)
-    assert search is not None, f"search {lease.search_id} vanished"
+    if search is None:
+        raise LeaseLostError(f"search {lease.search_id} no longer exists")
     return SearchSpec.model_validate(search.spec)
 
 
@@ -157,8 +158,6 @@ def run_search(
                 setup.tuner.search(**setup.fit_arguments())
         except SearchCancelled:
             outcome = SearchStatus.CANCELLED
-        except LeaseLost as lost:
-            raise LeaseLostError(str(lost)) from lost
         except SearchInterrupted:
             if not store.is_cancel_requested(lease.search_id):
                 log.info("interrupted; the search goes back to the queue and resumes later")

@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 
 from nas.core.data_confinement import Confinement, OutsideRoots
+from nas.core.errors import DatasetError
+from nas.core.folders import scan_folder
 from nas.core.settings import Settings
 from nas.core.specs import DatasetSpec
-from nas.worker.datasets import DatasetError, ImageSet, load_images, scan_folder, three_way_split
+from nas.worker.datasets import ImageSet, load_images, three_way_split
 from nas.worker.tf_flowers import fetch_tf_flowers
 from nas.worker.tfrecords import load_tfrecords
 

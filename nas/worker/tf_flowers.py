@@ -12,10 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from nas.worker.datasets import DatasetError
+from nas.core.errors import DatasetError
 
-#: The class folders of the archive, sorted as a folder scan sorts them.
-TF_FLOWERS_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 ARCHIVE_FOLDER = "flower_photos"
 _CHUNK_BYTES = 1 << 20
 

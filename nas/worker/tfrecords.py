@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from nas.core.data_confinement import Confinement
+from nas.core.errors import DatasetError
 from nas.worker.content_digests import DigestIndex, new_digest
 from nas.worker.datasets import (
     UNUSABLE_IMAGE_ERRORS,
-    DatasetError,
     ImageSet,
     cache_key,
     cached_image_set,

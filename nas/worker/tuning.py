@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,11 +9,11 @@ from typing import Any
 import keras
 import keras_tuner
 
+from nas.core.errors import LeaseLostError, NasError
 from nas.core.specs import SearchSpec
-from nas.core.store import LeaseLostError
 from nas.worker.journal import TrialJournal
+from nas.worker.keras_tuner_adapter import PrivateTunerHooks, write_tuner_state_atomically
 from nas.worker.signals import Interruptions
-from nas.worker.tuner_state import write_tuner_state_atomically
 
 TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
     "random": keras_tuner.RandomSearch,
@@ -24,7 +23,7 @@ TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
 FAILED_TRIAL_STATES = {"FAILED", "INVALID"}
 
 
-class SearchStopped(keras_tuner.errors.FatalError):
+class SearchStopped(NasError, keras_tuner.errors.FatalError):
     """Ends the search early; KerasTuner re-raises it instead of failing the trial."""
 
 
@@ -36,8 +35,9 @@ class SearchInterrupted(SearchStopped):
     """The worker is stopping (SIGTERM) or cancelling mid-epoch; the trial is rerun later."""
 
 
-class LeaseLost(SearchStopped):
-    """Another worker took the search over: this process must write nothing more."""
+class LeaseLostInTrial(LeaseLostError, keras_tuner.errors.FatalError):
+    """The store's :class:`LeaseLostError`, raised inside a trial: KerasTuner re-raises a
+    FatalError instead of counting a failed trial and going on to the next."""
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -74,35 +74,17 @@ class EpochReporter(keras.callbacks.Callback):
                 self.model.count_params(),
             )
         except LeaseLostError as error:
-            raise LeaseLost(str(error)) from error
+            raise LeaseLostInTrial(str(error)) from error
         if self._journal.cancel_requested:
             self.model.stop_training = True
 
 
-class ReportingTuner:
+class ReportingTuner(PrivateTunerHooks):
     """Mixin for a KerasTuner tuner: journals trials; raises SearchCancelled between trials."""
 
     journal: TrialJournal
     interruptions: Interruptions
-    dtype_policy: Any
-    distribution: Any | None
     tensorboard_dir: Path | None
-
-    def _populate_initial_space(self) -> None:
-        # A trial process (KerasTuner's distributed tuning) asks the search process's oracle,
-        # which has the whole space already: building a model per conditional scope again,
-        # compiling each weight initializer on JAX, would only delay its first trial.
-        if "KERASTUNER_ORACLE_IP" not in os.environ:
-            super()._populate_initial_space()  # type: ignore[misc]
-
-    def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        # KerasTuner clears the Keras session before each build, which also forgets the dtype
-        # policy and the distribution this process chose: each trial would train in float32
-        # on one device.
-        keras.config.set_dtype_policy(self.dtype_policy)
-        if self.distribution is not None:
-            keras.distribution.set_distribution(self.distribution)
-        return super()._build_hypermodel(hp)  # type: ignore[misc]
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)  # type: ignore[misc]

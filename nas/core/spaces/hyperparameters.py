@@ -12,15 +12,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from nas.core.errors import RestrictionError
+
 if TYPE_CHECKING:
     import keras_tuner
 
 Value = bool | int | float | str
 Kind = Literal["int", "float", "choice", "boolean", "fixed"]
-
-
-class RestrictionError(ValueError):
-    """A pin or narrowing that the hyperparameter does not allow."""
 
 
 @dataclass(frozen=True)

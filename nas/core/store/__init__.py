@@ -1,5 +1,13 @@
 """The storage layer: ids in, frozen records out; ORM rows never leave it."""
 
+from nas.core.errors import (
+    IdempotencyConflictError,
+    LeaseLostError,
+    QueueFullError,
+    SchemaMismatchError,
+    StoreError,
+    StoreUnavailableError,
+)
 from nas.core.store.records import (
     AttemptOutcome,
     AttemptRecord,
@@ -12,12 +20,9 @@ from nas.core.store.records import (
     TrialStatus,
     WorkerRecord,
 )
-from nas.core.store.schema import SchemaMismatchError, ensure_schema_current, migrate
+from nas.core.store.schema import ensure_schema_current, migrate
 from nas.core.store.store import (
-    IdempotencyConflictError,
-    LeaseLostError,
     LeaseState,
-    QueueFullError,
     SearchPage,
     Store,
     Submission,
@@ -38,6 +43,8 @@ __all__ = [
     "SearchRecord",
     "SearchStatus",
     "Store",
+    "StoreError",
+    "StoreUnavailableError",
     "Submission",
     "TokenRecord",
     "TrialRecord",

@@ -10,11 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from nas.core.errors import SchemaMismatchError
 from nas.core.store import migrations
-
-
-class SchemaMismatchError(RuntimeError):
-    """The database schema is not the one this code was written for."""
 
 
 def _alembic_config() -> Config:
@@ -26,7 +23,8 @@ def _alembic_config() -> Config:
 def head_revision() -> str:
     """The newest revision this code knows."""
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None, "the migrations folder has no revision"
+    if head is None:
+        raise SchemaMismatchError("the migrations folder has no revision")
     return head
 
 

@@ -21,6 +21,13 @@ from sqlalchemy import Engine, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
+from nas.core.errors import (
+    IdempotencyConflictError,
+    LeaseLostError,
+    QueueFullError,
+    StoreError,
+    StoreUnavailableError,
+)
 from nas.core.store.engine import IMMEDIATE, make_engine
 from nas.core.store.ranking import best_completed
 from nas.core.store.records import (
@@ -49,12 +56,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class LeaseLostError(RuntimeError):
-    """The search is no longer held by this worker attempt; it must stop writing."""
-
-
-class IdempotencyConflictError(ValueError):
-    """An idempotency key was reused with a different request."""
+class _DuplicateKeyError(StoreError):
+    """A write broke a unique constraint (another transaction won a race)."""
 
 
 def is_transient(error: BaseException) -> bool:
@@ -75,25 +78,14 @@ def retried(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[
         while True:
             try:
                 return method(self, *args, **kwargs)
-            except DBAPIError as error:
-                if not is_transient(error) or time.monotonic() + delay > deadline:
+            except StoreUnavailableError as error:
+                if time.monotonic() + delay > deadline:
                     raise
-                log.warning(
-                    "database unavailable (%s); retrying in %.1f s", type(error).__name__, delay
-                )
+                log.warning("%s; retrying in %.1f s", error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     return wrapper
-
-
-class QueueFullError(RuntimeError):
-    """The owner already has as many queued searches as allowed."""
-
-    def __init__(self, owner: str, limit: int) -> None:
-        super().__init__(f"{owner} already has {limit} queued searches")
-        self.owner = owner
-        self.limit = limit
 
 
 def utcnow() -> datetime:
@@ -137,8 +129,19 @@ class Store:
     @contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[Session]:
         factory = self._writer_sessions if write else self._sessions
-        with factory() as session, session.begin():
-            yield session
+        try:
+            with factory() as session, session.begin():
+                yield session
+        except DBAPIError as error:
+            # No SQLAlchemy type leaves the store: callers see its own errors.
+            if is_transient(error):
+                raise StoreUnavailableError(
+                    f"the database is unavailable ({type(error).__name__})"
+                ) from error
+            if isinstance(error, IntegrityError):
+                raise _DuplicateKeyError(str(error.orig)) from error
+            refused = f"the database refused the request ({type(error).__name__})"
+            raise StoreError(refused) from error
 
     def dispose(self) -> None:
         """Close pooled connections (before forking, at shutdown)."""
@@ -193,7 +196,7 @@ class Store:
                 session.add(row)
                 session.flush()
                 return Submission(search=_search_record(row, [], None, []), created=True)
-        except IntegrityError:
+        except _DuplicateKeyError:
             # Another request with the same key won the race.
             earlier = (
                 self.find_submission(idempotency_key, request_hash) if idempotency_key else None
@@ -327,9 +330,7 @@ class Store:
     def release(self, lease: Lease) -> None:
         """Give a search back to the queue at once (a worker shutting down cleanly)."""
         with self._transaction(write=True) as session:
-            _check_fence(session, lease)
-            row = session.get(SearchRow, lease.search_id)
-            assert row is not None
+            row = _held_row(session, lease)
             _end_attempt(session, row, AttemptOutcome.RELEASED, error=None)
             row.status, row.worker_id, row.lease_expires_at = SearchStatus.QUEUED.value, None, None
 
@@ -379,9 +380,7 @@ class Store:
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
         with self._transaction(write=True) as session:
-            _check_fence(session, lease)
-            row = session.get(SearchRow, lease.search_id)
-            assert row is not None
+            row = _held_row(session, lease)
             _end_attempt(session, row, AttemptOutcome(status.value), error=error)
             row.status, row.error = status.value, error
             row.finished_at, row.lease_expires_at = utcnow(), None
@@ -646,6 +645,15 @@ def _check_fence(session: Session, lease: Lease) -> bool:
     if cancel_requested is None:
         raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
     return bool(cancel_requested)
+
+
+def _held_row(session: Session, lease: Lease) -> SearchRow:
+    """The leased search's row, once :func:`_check_fence` has seen the lease hold."""
+    _check_fence(session, lease)
+    row = session.get(SearchRow, lease.search_id)
+    if row is None:  # deleted under the row lock: not possible while the lease holds
+        raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
+    return row
 
 
 def _queued_count(session: Session, owner: str) -> int:
