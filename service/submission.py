@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from search_spaces.limits import min_image_size
+from search_spaces.limits import fitted_to_image, min_image_size
 from service.dataset_checks import check_dataset
 from service.field_errors import field_error
 from service.specs import SearchSpec
@@ -14,14 +14,17 @@ from service.specs import SearchSpec
 def check_submission(
     spec: SearchSpec, data_roots: list[Path], data_buckets: Sequence[str] = ()
 ) -> SearchSpec:
-    """The spec with its dataset paths made absolute, or a 422 naming what is wrong."""
-    smallest = min_image_size(spec.space)
+    """The spec with its dataset paths made absolute and a default depth range fitted to
+    the image, or a 422 naming what is wrong."""
+    space = fitted_to_image(spec.space, spec.dataset.image_size)
+    smallest = min_image_size(space)
     if spec.dataset.image_size < smallest:
         raise field_error(
             ("dataset", "image_size"),
-            f"{spec.space.deepest_conv_blocks} downsampling blocks need images of at least "
-            f"{smallest} px; raise image_size or allow fewer conv blocks in the space",
+            f"{spec.space.depth_field} asks for {space.deepest_conv_blocks} downsampling "
+            f"blocks, which need images of at least {smallest} px; raise image_size or allow "
+            "fewer conv blocks",
             spec.dataset.image_size,
         )
     dataset = check_dataset(spec.dataset, data_roots, data_buckets)
-    return spec.model_copy(update={"dataset": dataset})
+    return spec.model_copy(update={"dataset": dataset, "space": space})
