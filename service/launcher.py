@@ -43,6 +43,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "NAS_BACKEND": settings.backend,
         "NAS_PARALLEL_TRIALS": str(settings.parallel_trials),
         "NAS_FULL_BATCHES": str(settings.full_batches).lower(),
+        "NAS_LIMIT_MAX_PARAMS": str(settings.limit_max_params),
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }

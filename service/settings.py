@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     limit_epochs: int = Field(default=100, ge=1, description="Most epochs per trial.")
     limit_image_size: int = Field(default=384, ge=16, description="Largest image side, px.")
     limit_batch_size: int = Field(default=512, ge=1, description="Largest batch size.")
+    limit_max_params: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Most parameters a trial's model may have: a trial over it fails before "
+        "its weights are allocated and the search goes on; a space whose smallest model is "
+        "over it is refused at submit.",
+    )
     limit_queued_per_owner: int = Field(
         default=10, ge=1, description="Queued searches one owner may have (429 past it)."
     )

@@ -93,7 +93,10 @@ class ReportingTuner:
         # which has the whole space already: building a model per conditional scope again,
         # compiling each weight initializer on JAX, would only delay its first trial.
         if "KERASTUNER_ORACLE_IP" not in os.environ:
-            super()._populate_initial_space()  # type: ignore[misc]
+            # KerasTuner builds models to explore the conditional scopes; declaring is enough,
+            # and some of those models may be over the parameter cap.
+            with self.hypermodel.declaring_only():  # type: ignore[attr-defined]
+                super()._populate_initial_space()  # type: ignore[misc]
 
     def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         # KerasTuner clears the Keras session before each build, which also forgets the dtype
@@ -128,10 +131,12 @@ class ReportingTuner:
         if self.journal.cancel_requested:
             self.journal.trial_ended(trial.trial_id, completed=False, error="cancelled")
             raise SearchCancelled
+        # The status is the oracle's (it fails a trial whose objective is NaN); the error is
+        # this process's: the chief oracle of parallel trials does not get the message back.
         self.journal.trial_ended(
             trial.trial_id,
             completed=not failed,
-            error=_last_line(ended.message) if failed else None,
+            error=_last_line(trial.message or ended.message) if failed else None,
         )
 
 
@@ -165,6 +170,10 @@ def build_tuner(
         options |= {"max_epochs": spec.tuner.epochs, "factor": spec.tuner.hyperband_factor}
     else:
         options["max_trials"] = spec.tuner.max_trials
+    # A failed trial (over the parameter cap, out of memory) shows its error on the
+    # leaderboard; KerasTuner's default would also fail the search after 3 in a row, and
+    # draws over the cap often come in runs. A search whose trials all fail still fails.
+    options["max_consecutive_failed_trials"] = None
     if spec.tuner.algorithm == "bayesian" and spec.tuner.initial_points is not None:
         options["num_initial_points"] = spec.tuner.initial_points
     tuner = tuner_class(**options)
