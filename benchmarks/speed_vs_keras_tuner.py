@@ -1,6 +1,6 @@
 """Plain KerasTuner against a search through the service, in one run on one machine.
 
-Both tune the same codelab-like convnet space (``search_spaces``) with ``RandomSearch`` and the
+Both tune the same codelab-like convnet space (``nas.hypermodels``) with ``RandomSearch`` and the
 same seed, so they try the same architectures, on the same photos, split the same way, for the
 same trials, epochs and batch size. The photos are decoded once before either is timed.
 

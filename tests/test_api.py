@@ -253,7 +253,7 @@ REJECTED: dict[str, tuple[Callable[[Folders], Body], Loc]] = {
     "one class": (one_class, ("body", "dataset", "path")),
     "empty class": (empty_class, ("body", "dataset", "path")),
     "too small for depth": (
-        lambda f: {"dataset": {"path": str(f.root / "flowers"), "image_size": 32}},
+        lambda f: minimal_body(f.root, space={"max_conv_blocks": 6}),
         ("body", "dataset", "image_size"),
     ),
 }

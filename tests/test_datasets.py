@@ -290,7 +290,7 @@ def test_an_image_over_the_pixel_cap_is_skipped_undecoded(flowers: Path) -> None
     # The peak RSS of this process alone (VmHWM): ru_maxrss would count pytest's, from the fork.
     probe = (
         "import re, sys; from pathlib import Path; "
-        "from worker.datasets import load_images, scan_folder; "
+        "from nas.worker.datasets import load_images; from nas.core.folders import scan_folder; "
         "images = load_images(scan_folder(Path(sys.argv[1])), 32, None, max_pixels=40_000_000); "
         "peak_kib = re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1]; "
         "print(images.skipped, len(images.labels), int(peak_kib) // 1024)"
@@ -346,7 +346,7 @@ def test_stratified_split_keeps_tiny_classes_in_both_sets() -> None:
 
 def test_importing_datasets_does_not_import_tensorflow_or_keras() -> None:
     probe = (
-        "import sys, worker.datasets; "
+        "import sys, nas.worker.datasets; "
         "print(sorted({'tensorflow', 'keras', 'keras_tuner'} & set(sys.modules)))"
     )
 

@@ -203,9 +203,9 @@ def test_an_unknown_space_is_rejected() -> None:
         build_hypermodel(space, SIZE, CLASSES, **TRAINING)
 
 
-def test_importing_the_limits_does_not_import_tensorflow_or_keras() -> None:
+def test_importing_the_limits_and_counts_does_not_import_tensorflow_or_keras() -> None:
     probe = (
-        "import sys, search_spaces.limits; "
+        "import sys, nas.core.spaces.limits, nas.core.spaces.parameter_counts; "
         "print(sorted({'tensorflow', 'keras', 'keras_tuner'} & set(sys.modules)))"
     )
 

@@ -48,6 +48,7 @@ def every_field_changed(tmp_path: Path) -> Settings:
         "limit_batch_size": 16,
         "limit_classes": 12,
         "limit_image_pixels": 123456,
+        "limit_max_params": 654321,
         "limit_queued_per_owner": 2,
         "rate_limit_per_minute": 33.5,
         "rate_limit_burst": 4,

@@ -120,7 +120,6 @@ def test_an_unknown_version_is_named(client: TestClient, data_root: Path) -> Non
 @pytest.mark.parametrize(
     ("space", "needed"),
     [
-        (None, 64),  # version 2's defaults go down to 6 blocks
         (v2_space(conv_blocks={"max": 5}), 32),
         (v2_space(conv_blocks={"values": [2, 5]}), 32),
         ({"max_conv_blocks": 5}, 32),  # version 1
@@ -169,3 +168,45 @@ def test_a_body_without_space_gets_version_2(
     assert created.status_code == 201, created.text
     space = store.get_search(created.json()["id"]).spec["space"]
     assert space == {**V2, "hyperparameters": {}}
+
+
+def depth_range(space: dict[str, Any]) -> tuple[float, float]:
+    """The fewest and most conv blocks a space of either version records."""
+    if space["version"] == 1:
+        return space["min_conv_blocks"], space["max_conv_blocks"]
+    conv_blocks = space["hyperparameters"]["conv_blocks"]
+    return conv_blocks["min"], conv_blocks["max"]
+
+
+@pytest.mark.parametrize(
+    "space",
+    [None, v2_space(head={"fixed": "gap"}), {"filters": [16, 32]}],
+    ids=["no space", "v2 without conv_blocks", "v1 without depths"],
+)
+def test_a_default_depth_range_is_fitted_to_the_image_and_recorded(
+    client: TestClient, data_root: Path, space: dict | None
+) -> None:
+    created = client.post("/v1/searches", json=body(data_root, space, 32))
+
+    assert created.status_code == 201, created.text
+    recorded = client.get(f"/v1/searches/{created.json()['id']}").json()["spec"]["space"]
+    assert depth_range(recorded) == (2, 5)  # 32 px halve 5 times
+
+
+@pytest.mark.parametrize(
+    ("space", "image_size", "field"),
+    [
+        (v2_space(conv_blocks={"values": [2, 5]}), 16, "space.hyperparameters.conv_blocks"),
+        ({"min_conv_blocks": 5}, 16, "space.min_conv_blocks"),  # version 1
+        ({"max_conv_blocks": 5}, 16, "space.max_conv_blocks"),
+    ],
+)
+def test_a_depth_range_the_user_set_is_not_fitted(
+    client: TestClient, data_root: Path, space: dict, image_size: int, field: str
+) -> None:
+    refused = client.post("/v1/searches", json=body(data_root, space, image_size))
+
+    assert refused.status_code == 422, refused.text
+    (error,) = refused.json()["detail"]
+    assert error["loc"] == ["body", "dataset", "image_size"]
+    assert field in error["msg"] and "at least 32 px" in error["msg"]

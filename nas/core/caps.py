@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from nas.core.errors import InvalidRequestError, field_problem
 from nas.core.settings import Settings
+from nas.core.spaces.limits import fitted_to_image
+from nas.core.spaces.parameter_counts import smallest_params
 from nas.core.specs import SearchSpec
 
 
@@ -44,6 +46,20 @@ def check_caps(spec: SearchSpec, settings: Settings) -> None:
                 f"{settings.limit_max_trials} (NAS_LIMIT_MAX_TRIALS); lower epochs or raise "
                 "hyperband_factor",
                 spec.tuner.epochs,
+            )
+        )
+    space = fitted_to_image(spec.space, spec.dataset.image_size)
+    # Two classes, the fewest a dataset has: the dataset is not looked at yet.
+    fewest = smallest_params(space, spec.dataset.image_size, classes=2)
+    if fewest > settings.limit_max_params:
+        problems.append(
+            field_problem(
+                ("space",),
+                f"every model of this space has at least {fewest:,} parameters at "
+                f"{spec.dataset.image_size} px, over NAS_LIMIT_MAX_PARAMS "
+                f"({settings.limit_max_params:,}); allow fewer filters, "
+                "more conv blocks or a gap head, or lower image_size",
+                spec.space.model_dump(mode="json", exclude_unset=True),
             )
         )
     if problems:

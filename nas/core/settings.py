@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         description="Most pixels one image may have (width x height); larger ones are "
         "skipped like unreadable ones, before they are decoded.",
     )
+    limit_max_params: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Most parameters a trial's model may have: a trial over it fails before "
+        "its weights are allocated and the search goes on; a space whose smallest model is "
+        "over it is refused at submit.",
+    )
     limit_queued_per_owner: int = Field(
         default=10, ge=1, description="Queued searches one owner may have (429 past it)."
     )

@@ -162,6 +162,18 @@ class ConvNetSpace(_Strict):
         """The most conv blocks a model of this space may have."""
         return self.max_conv_blocks
 
+    @property
+    def depth_field(self) -> str:
+        """The key of the request that sets how deep this space goes."""
+        user_set_max = "max_conv_blocks" in self.model_fields_set
+        return "space.max_conv_blocks" if user_set_max else "space.min_conv_blocks"
+
+    def with_depth_at_most(self, blocks: int) -> ConvNetSpace:
+        """This space, its depth capped at ``blocks`` unless the request set the deepest."""
+        if "max_conv_blocks" in self.model_fields_set or self.max_conv_blocks <= blocks:
+            return self
+        return self.model_copy(update={"max_conv_blocks": max(blocks, self.min_conv_blocks)})
+
 
 Scalar = bool | int | float | str
 
@@ -241,6 +253,22 @@ class CodelabV2Space(_Strict):
         """The most conv blocks a model of this space may have."""
         (depth,) = (item for item in self.resolved_hyperparameters() if item.name == "conv_blocks")
         return int(depth.max if depth.kind == "int" else max(depth.choices))
+
+    @property
+    def depth_field(self) -> str:
+        """The key of the request that sets how deep this space goes."""
+        return "space.hyperparameters.conv_blocks"
+
+    def with_depth_at_most(self, blocks: int) -> CodelabV2Space:
+        """This space, its depth capped at ``blocks`` unless the request set conv_blocks; the
+        cap is written into ``hyperparameters``, so the stored spec shows the range used."""
+        if "conv_blocks" in self.hyperparameters or self.deepest_conv_blocks <= blocks:
+            return self
+        (depth,) = (item for item in CODELAB_V2_HYPERPARAMETERS if item.name == "conv_blocks")
+        fitted = HyperparameterRange(min=depth.min, max=max(blocks, depth.min))
+        return self.model_copy(
+            update={"hyperparameters": {**self.hyperparameters, "conv_blocks": fitted}}
+        )
 
 
 SpaceSpec = ConvNetSpace | CodelabV2Space

@@ -11,18 +11,24 @@ from typing import TYPE_CHECKING
 from nas.core.spaces.limits import min_image_size
 
 if TYPE_CHECKING:
-    import keras_tuner
-
     from nas.core.specs import SpaceSpec
+    from nas.hypermodels.capped import CappedHyperModel
 
 __all__ = ["build_hypermodel", "min_image_size"]
 
 
 def build_hypermodel(
-    space: SpaceSpec, image_size: int, num_classes: int, *, steps_per_epoch: int, epochs: int
-) -> keras_tuner.HyperModel:
+    space: SpaceSpec,
+    image_size: int,
+    num_classes: int,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    max_params: int | None = None,
+) -> CappedHyperModel:
     """The HyperModel of ``space`` for square RGB images of ``image_size`` and ``num_classes``,
-    trained ``epochs`` of ``steps_per_epoch`` steps (learning-rate schedules span them).
+    trained ``epochs`` of ``steps_per_epoch`` steps (learning-rate schedules span them); it
+    refuses a model of more than ``max_params`` parameters before building it.
 
     Raises:
         ValueError: the space is unknown, or cannot take images this small.
@@ -31,11 +37,16 @@ def build_hypermodel(
     if space.name == "codelab_convnet" and space.version == 1:
         from nas.hypermodels.convnet import ConvNetHyperModel
 
-        return ConvNetHyperModel(space, image_size, num_classes)
+        return ConvNetHyperModel(space, image_size, num_classes, max_params=max_params)
     if space.name == "codelab_convnet" and space.version == 2:
         from nas.hypermodels.codelab_v2 import CodelabV2HyperModel
 
         return CodelabV2HyperModel(
-            space, image_size, num_classes, steps_per_epoch=steps_per_epoch, epochs=epochs
+            space,
+            image_size,
+            num_classes,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            max_params=max_params,
         )
     raise ValueError(f"unknown search space {space.name!r} version {space.version}")

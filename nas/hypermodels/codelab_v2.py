@@ -18,13 +18,15 @@ from keras import layers
 
 from nas.core.spaces.codelab_v2 import DENSE_HEADS, block_filters
 from nas.core.spaces.limits import check_buildable
+from nas.core.spaces.parameter_counts import codelab_v2_params
 from nas.core.specs import CodelabV2Space
+from nas.hypermodels.capped import CappedHyperModel
 
 # The name of the layer that augments images in training; exports leave it out.
 AUGMENTATION_LAYER = "augmentation"
 
 
-class CodelabV2HyperModel(keras_tuner.HyperModel):
+class CodelabV2HyperModel(CappedHyperModel):
     """The space's models take raw RGB values in [0, 255] as an ``image`` input of shape
     ``(image_size, image_size, 3)`` and output float32 class probabilities.
 
@@ -43,22 +45,29 @@ class CodelabV2HyperModel(keras_tuner.HyperModel):
         *,
         steps_per_epoch: int,
         epochs: int,
+        max_params: int | None = None,
     ) -> None:
         """Raises ValueError if the space cannot shrink ``image_size`` or there are < 2 classes."""
         check_buildable(space, image_size, num_classes)
-        super().__init__(name=f"{space.name}_v{space.version}")
+        super().__init__(name=f"{space.name}_v{space.version}", max_params=max_params)
         self.hyperparameters = space.resolved_hyperparameters()
         self.image_size = image_size
         self.num_classes = num_classes
         self.steps_per_epoch = max(steps_per_epoch, 1)
         self.epochs = epochs
 
-    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        """Declare the hyperparameters (in the order of the space), then build and compile."""
-        # Every hyperparameter of the space, pinned or narrowed as the request asked; those
-        # in an inactive conditional scope (dense_units of a `gap` head) are None.
-        chosen = {item.name: item.declare(hp) for item in self.hyperparameters}
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        """Every hyperparameter of the space (in its order), pinned or narrowed as the request
+        asked; those in an inactive conditional scope (dense_units of a `gap` head) are None."""
+        return {item.name: item.declare(hp) for item in self.hyperparameters}
 
+    def count_params(self, chosen: dict[str, Any]) -> int:
+        """The parameters of the model of ``chosen``."""
+        return codelab_v2_params(self.image_size, self.num_classes, chosen)
+
+    def build_model(self, hp: keras_tuner.HyperParameters, chosen: dict[str, Any]) -> keras.Model:
+        """Build and compile the model of ``chosen``; under Hyperband, ``hp`` gives the
+        trial's epochs."""
         inputs = keras.Input(shape=(self.image_size, self.image_size, 3), name="image")
         x = inputs
         if chosen["augmentation"]:

@@ -82,7 +82,10 @@ class PrivateTunerHooks:
         # which has the whole space already: building a model per conditional scope again,
         # compiling each weight initializer on JAX, would only delay its first trial.
         if "KERASTUNER_ORACLE_IP" not in os.environ:
-            super()._populate_initial_space()  # type: ignore[misc]
+            # KerasTuner builds models to explore the conditional scopes; declaring is enough,
+            # and some of those models may be over the parameter cap.
+            with self.hypermodel.declaring_only():  # type: ignore[attr-defined]
+                super()._populate_initial_space()  # type: ignore[misc]
 
     def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         # KerasTuner clears the Keras session before each build, which also forgets the dtype

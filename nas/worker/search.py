@@ -114,6 +114,7 @@ def prepare_search(
         len(data.images.class_names),
         steps_per_epoch=math.ceil(len(data.train) / spec.tuner.batch_size),
         epochs=spec.tuner.epochs,
+        max_params=settings.limit_max_params,
     )
     tuner = build_tuner(
         spec,

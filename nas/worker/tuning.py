@@ -110,10 +110,12 @@ class ReportingTuner(PrivateTunerHooks):
         if self.journal.cancel_requested:
             self.journal.trial_ended(trial.trial_id, completed=False, error="cancelled")
             raise SearchCancelled
+        # The status is the oracle's (it fails a trial whose objective is NaN); the error is
+        # this process's: the chief oracle of parallel trials does not get the message back.
         self.journal.trial_ended(
             trial.trial_id,
             completed=not failed,
-            error=_last_line(ended.message) if failed else None,
+            error=_last_line(trial.message or ended.message) if failed else None,
         )
 
 
@@ -147,6 +149,10 @@ def build_tuner(
         options |= {"max_epochs": spec.tuner.epochs, "factor": spec.tuner.hyperband_factor}
     else:
         options["max_trials"] = spec.tuner.max_trials
+    # A failed trial (over the parameter cap, out of memory) shows its error on the
+    # leaderboard; KerasTuner's default would also fail the search after 3 in a row, and
+    # draws over the cap often come in runs. A search whose trials all fail still fails.
+    options["max_consecutive_failed_trials"] = None
     if spec.tuner.algorithm == "bayesian" and spec.tuner.initial_points is not None:
         options["num_initial_points"] = spec.tuner.initial_points
     tuner = tuner_class(**options)

@@ -13,6 +13,16 @@ def min_image_size(space: SpaceSpec) -> int:
     return 2**space.deepest_conv_blocks
 
 
+def deepest_fitting_blocks(image_size: int) -> int:
+    """The most conv blocks that images of ``image_size`` px can go through."""
+    return image_size.bit_length() - 1
+
+
+def fitted_to_image(space: SpaceSpec, image_size: int) -> SpaceSpec:
+    """``space`` with a depth range the request left at its default capped to fit the image."""
+    return space.with_depth_at_most(deepest_fitting_blocks(image_size))
+
+
 def check_buildable(space: SpaceSpec, image_size: int, num_classes: int) -> None:
     """Raise ValueError if the space cannot shrink ``image_size`` or there are < 2 classes."""
     if image_size < min_image_size(space):

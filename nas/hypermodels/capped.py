@@ -1,0 +1,68 @@
+"""A HyperModel that counts its model's parameters from the hyperparameters it draws, and
+builds the model only under the operator's cap (``NAS_LIMIT_MAX_PARAMS``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import keras_tuner
+
+
+class ModelTooLarge(keras_tuner.errors.FailedTrialError):
+    """The drawn model has more parameters than the cap: its trial fails without training."""
+
+    def __init__(self, params: int, max_params: int) -> None:
+        super().__init__(
+            f"the model has {params:,} parameters, over NAS_LIMIT_MAX_PARAMS ({max_params:,})"
+        )
+        self.params = params
+
+
+class CappedHyperModel(keras_tuner.HyperModel):
+    """``build`` declares the hyperparameters, counts the parameters of the model they pick
+    and raises ModelTooLarge before building a layer if they are over ``max_params``."""
+
+    def __init__(self, name: str, max_params: int | None) -> None:
+        super().__init__(name=name)
+        self.max_params = max_params
+        self._declaring_only = False
+
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        """Declare the hyperparameters on ``hp``; the values of this model, by name."""
+        raise NotImplementedError
+
+    def count_params(self, chosen: dict[str, Any]) -> int:
+        """The parameters (Keras's ``count_params``) of the model of ``chosen``."""
+        raise NotImplementedError
+
+    def build_model(self, hp: keras_tuner.HyperParameters, chosen: dict[str, Any]) -> keras.Model:
+        """Build and compile the model of ``chosen``."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def declaring_only(self) -> Iterator[None]:
+        """Within it ``build`` declares the hyperparameters and returns None: KerasTuner
+        explores the conditional scopes by building, and some of the models it would build
+        for that may be over the cap."""
+        self._declaring_only = True
+        try:
+            yield
+        finally:
+            self._declaring_only = False
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model | None:
+        """The compiled model of the values ``hp`` holds (declaring any it lacks).
+
+        Raises:
+            ModelTooLarge: the model would have more than ``max_params`` parameters.
+        """
+        chosen = self.declare(hp)
+        if self._declaring_only:
+            return None
+        params = self.count_params(chosen)
+        if self.max_params is not None and params > self.max_params:
+            raise ModelTooLarge(params, self.max_params)
+        return self.build_model(hp, chosen)
