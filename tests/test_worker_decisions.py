@@ -221,7 +221,7 @@ def search_record(
         (search_record(SearchStatus.SUCCEEDED, worker_id=None), True),
         (search_record(SearchStatus.FAILED, worker_id=None), True),
         (search_record(SearchStatus.CANCELLED, worker_id=None), True),
-        (search_record(SearchStatus.RUNNING, worker_id="thief", attempt=3), False),
+        (search_record(worker_id="thief", attempt=3, last_attempt_by="thief"), False),
         (search_record(SearchStatus.QUEUED, worker_id=None), False),
         (search_record(SearchStatus.SUCCEEDED, worker_id=None, attempt=3), False),
         (search_record(SearchStatus.SUCCEEDED, worker_id=None, last_attempt_by="thief"), False),
@@ -278,7 +278,7 @@ CANCEL_SEEN = replace(QUIET, cancel_seen_at=NOW)
         pytest.param(
             -9,
             QUIET,
-            search_record(worker_id="thief", attempt=3),
+            search_record(worker_id="thief", attempt=3, last_attempt_by="thief"),
             True,
             LeaveAlone(),
             id="taken over",
