@@ -10,32 +10,34 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from types import FrameType
 
 from nas.core.settings import Settings
 from nas.core.store import Lease, LeaseLostError, SearchStatus, Store, StoreUnavailableError
-from nas.worker.process import EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, search_process_main
+from nas.worker.process import search_process_main
+from nas.worker.supervision import (
+    AwaitExit,
+    CheckCancel,
+    Close,
+    GiveBack,
+    Heartbeat,
+    Kill,
+    Step,
+    SupervisionState,
+    Terminate,
+    after_cancel_check,
+    after_exit,
+    after_lease_lost,
+    exit_settles_it,
+    next_actions,
+)
 
 log = logging.getLogger(__name__)
 
-#: How long a search process may take to stop after SIGTERM before it is killed.
-STOP_TIMEOUT_SECONDS = 30.0
-#: How often a running search is checked for a cancel request.
-CANCEL_POLL_SECONDS = 1.0
+#: How long the supervise loop waits on the search process between two decisions.
+TICK_SECONDS = 0.2
 
 Process = multiprocessing.process.BaseProcess
-
-
-@dataclass
-class _Supervision:
-    """What happened while one search process ran."""
-
-    cancel_seen_at: float | None = None
-    terminated_at: float | None = None
-    lease_lost: bool = False
-    #: The search process closed the search itself and is only exiting.
-    closed: bool = False
 
 
 class Worker:
@@ -69,7 +71,7 @@ class Worker:
         done = 0
         while not self._stop.is_set() and (max_searches is None or done < max_searches):
             try:
-                lease = self._next_lease()
+                lease = self.claim()
             except StoreUnavailableError:
                 log.warning("database unavailable; the worker waits")
                 self._stop.wait(self.settings.poll_interval_seconds)
@@ -85,7 +87,9 @@ class Worker:
         log.info("worker %s stopped after %d searches", self.id, done)
         return done
 
-    def _next_lease(self) -> Lease | None:
+    def claim(self) -> Lease | None:
+        """Requeue searches whose worker stopped answering (failing those out of attempts),
+        then claim the oldest queued search; None when the queue is empty."""
         if requeued := self.store.requeue_expired(self.settings.max_attempts):
             log.warning("requeued searches whose worker stopped answering: %s", requeued)
         lease = self.store.claim_next(self.id, self.settings.lease_seconds)
@@ -102,79 +106,59 @@ class Worker:
             name=f"search-{lease.search_id[:8]}",
         )
         process.start()
-        state = _Supervision()
-        next_beat = next_cancel_check = 0.0
+        state = SupervisionState()
         while process.is_alive():
-            process.join(timeout=0.2)
+            process.join(timeout=TICK_SECONDS)
             now = time.monotonic()
             if not process.is_alive():
                 break
-            if state.closed or state.lease_lost:
-                # A process that closed its search is only exiting; one whose lease another
-                # worker took must stop writing at once.
-                process.join(timeout=STOP_TIMEOUT_SECONDS if state.closed else 2.0)
-                if process.is_alive():
-                    why = "ended but its process hangs" if state.closed else "lost its lease"
-                    log.error("search %s %s; killing the process", lease.search_id, why)
-                    _kill(process)
-                break
-            if self._signals >= 2:
-                _kill(process)
-                break
-            if self._stop.is_set() and state.terminated_at is None:
-                log.info("stopping: interrupting search %s", lease.search_id)
-                _terminate(process, state, now)
-            if now >= next_beat:
-                next_beat = now + self.settings.heartbeat_seconds
-                self._heartbeat(lease, state)
-            if state.cancel_seen_at is None and now >= next_cancel_check:
-                next_cancel_check = now + CANCEL_POLL_SECONDS
-                if self.store.is_cancel_requested(lease.search_id):
-                    state.cancel_seen_at = now
-            if (
-                state.cancel_seen_at is not None
-                and state.terminated_at is None
-                and now - state.cancel_seen_at >= self.settings.cancel_grace_seconds
-            ):
-                log.info("search %s did not stop at an epoch end; interrupting it", lease.search_id)
-                _terminate(process, state, now)
-            if state.terminated_at is not None and now - state.terminated_at > STOP_TIMEOUT_SECONDS:
-                log.warning("search %s ignored SIGTERM; killing it", lease.search_id)
-                _kill(process)
-        self._after_exit(lease, process.exitcode, state)
+            step = next_actions(state, self._signals, now, self.settings)
+            state = self._carry_out(step, lease, process, now)
+        self.settle(lease, process.exitcode, state)
 
-    def _heartbeat(self, lease: Lease, state: _Supervision) -> None:
+    def _carry_out(
+        self, step: Step, lease: Lease, process: Process, now: float
+    ) -> SupervisionState:
+        state = step.state
+        for action in step.actions:
+            match action:
+                case Heartbeat():
+                    state = self._heartbeat(lease, state)
+                case CheckCancel():
+                    requested = self.store.is_cancel_requested(lease.search_id)
+                    follow_up = after_cancel_check(state, requested, now, self.settings)
+                    state = self._carry_out(follow_up, lease, process, now)
+                case Terminate(why=why):
+                    log.info("search %s %s; interrupting it", lease.search_id, why)
+                    process.terminate()
+                case Kill(why=why):
+                    log.warning("search %s %s; killing it", lease.search_id, why)
+                    _kill(process)
+                case AwaitExit(timeout=timeout, why=why):
+                    process.join(timeout=timeout)
+                    if process.is_alive():
+                        log.error("search %s %s; killing the process", lease.search_id, why)
+                        _kill(process)
+        return state
+
+    def _heartbeat(self, lease: Lease, state: SupervisionState) -> SupervisionState:
         try:
             self.store.renew_lease(lease, self.settings.lease_seconds)
             self.store.worker_heartbeat(self.id, lease.search_id)
         except LeaseLostError:
-            state.closed = self._closed_by_its_process(lease)
-            state.lease_lost = not state.closed
+            return after_lease_lost(state, self.store.get_search(lease.search_id), lease)
+        return state
 
-    def _closed_by_its_process(self, lease: Lease) -> bool:
-        """Whether the lease ended because the search process closed the search: it is not
-        lost then, the process is only still exiting."""
-        search = self.store.get_search(lease.search_id)
-        return (
-            search is not None
-            and search.status.terminal
-            and search.attempt == lease.attempt
-            and search.attempts[-1].worker_id == self.id
+    def settle(self, lease: Lease, exitcode: int | None, state: SupervisionState) -> None:
+        """Do what the exit of the search process with ``exitcode`` means for its search."""
+        search = (
+            None if exit_settles_it(exitcode, state) else self.store.get_search(lease.search_id)
         )
-
-    def _after_exit(self, lease: Lease, exitcode: int | None, state: _Supervision) -> None:
-        if exitcode in (EXIT_OK, EXIT_LEASE_LOST) or state.lease_lost:
-            return
-        search = self.store.get_search(lease.search_id)
-        if search is None or search.status != SearchStatus.RUNNING or search.worker_id != self.id:
-            return  # the search process closed it itself
-        if state.cancel_seen_at is not None:
-            self._close(lease, SearchStatus.CANCELLED, None)
-        elif exitcode == EXIT_INTERRUPTED or self._stop.is_set():
-            self._give_back(lease)
-        else:
-            how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else exitcode
-            self._close(lease, SearchStatus.FAILED, f"the search process died (exit {how})")
+        match after_exit(exitcode, state, search, lease, stopping=self._stop.is_set()):
+            case GiveBack():
+                self._give_back(lease)
+            case Close(status=status, error=error):
+                self._close(lease, status, error)
 
     def _give_back(self, lease: Lease) -> None:
         try:
@@ -188,11 +172,6 @@ class Worker:
             self.store.finish_search(lease, status, error=error)
         except LeaseLostError:
             log.warning("search %s was taken over before it could be closed", lease.search_id)
-
-
-def _terminate(process: Process, state: _Supervision, now: float) -> None:
-    process.terminate()
-    state.terminated_at = now
 
 
 def _kill(process: Process) -> None:
