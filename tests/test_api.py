@@ -599,3 +599,12 @@ def test_api_threads_bound_the_routes_thread_pool(settings: Settings, store: Sto
         assert client.get("/healthz").status_code == 200
         limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
         assert limiter.total_tokens == 3
+
+
+def test_a_seed_beyond_what_the_random_generators_take_is_refused(
+    client: TestClient, data_root: Path
+) -> None:
+    locs, _ = rejection(client, minimal_body(data_root, tuner={"seed": 2**32}))
+    assert locs == [("body", "tuner", "seed")]
+
+    submit(client, minimal_body(data_root, tuner={"seed": 2**32 - 1}))

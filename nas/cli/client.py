@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from nas.core.errors import NasError
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -30,7 +32,7 @@ class ModelFormat(StrEnum):
         return "-savedmodel.tar.gz" if self is ModelFormat.SAVEDMODEL else ".keras"
 
 
-class ApiError(Exception):
+class ApiError(NasError):
     """A request that did not succeed; ``status_code`` is None when no answer came."""
 
     def __init__(self, message: str, status_code: int | None = None) -> None:

@@ -285,7 +285,9 @@ class TunerSpec(_Strict):
     max_trials: int = Field(10, ge=1, le=1000, description="Ignored by hyperband.")
     epochs: int = Field(10, ge=1, le=1000, description="Epochs per trial (hyperband: max epochs).")
     batch_size: int = Field(32, ge=1, le=4096)
-    seed: int | None = Field(None, ge=0)
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="NumPy's and Python's generators take 32 bits."
+    )
     hyperband_factor: int = Field(3, ge=2, le=10)
     patience: int | None = Field(
         5,
