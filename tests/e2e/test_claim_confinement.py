@@ -15,6 +15,7 @@ import pytest
 from nas.cli.launcher import settings_env, start_nas, stop_process
 from nas.core.settings import Settings
 from nas.core.store import Store
+from tests.support.factories import ONE_TRIAL, search_body
 from tests.support.flowers import copy_flowers_slice
 from tests.support.live import cli_token, live_api, wait_for_status
 from tests.support.tfrecord_shards import write_shards
@@ -58,12 +59,12 @@ def swap_for_link(path: Path, target: Path) -> None:
 
 
 def body(dataset: dict) -> dict:
-    return {
-        "dataset": {"image_size": 32, **dataset},
-        "space": {"min_conv_blocks": 1, "max_conv_blocks": 1, "filters": [8]},
-        "tuner": {"max_trials": 1, "epochs": 1, "batch_size": 4, "seed": 1},
-        "export_top_k": 1,
-    }
+    return search_body(
+        dataset=dataset,
+        space={"min_conv_blocks": 1, "max_conv_blocks": 1, "filters": [8]},
+        tuner={**ONE_TRIAL, "batch_size": 4, "seed": 1},
+        export_top_k=1,
+    )
 
 
 def test_data_swapped_out_of_the_roots_after_submit_fails_at_claim(

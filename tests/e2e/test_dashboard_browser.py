@@ -17,6 +17,7 @@ from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
 from nas.core.settings import Settings
 from nas.core.store import Store
 from nas.core.tokens import issue_token
+from tests.support.factories import search_body, submit
 from tests.support.flowers import copy_flowers_slice
 from tests.support.live import cli_token, live_api, wait_for_status
 from tests.support.seeding import seed_finished_search
@@ -59,16 +60,17 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def submit(api: httpx.Client, photos: Path, test_split: float | None = None, **tuner: int) -> str:
-    body = {
-        "dataset": {"path": str(photos), "image_size": 32, "test_split": test_split},
-        "space": {"min_conv_blocks": 1, "max_conv_blocks": 2, "filters": [8, 16]},
-        "tuner": {"batch_size": 8, "seed": 3, **tuner},
-        "export_top_k": 1,
-    }
-    response = api.post("/v1/searches", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+def submit_search(
+    api: httpx.Client, photos: Path, test_split: float | None = None, **tuner: int
+) -> str:
+    body = search_body(
+        photos,
+        dataset={"test_split": test_split},
+        space={"min_conv_blocks": 1, "max_conv_blocks": 2, "filters": [8, 16]},
+        tuner={"batch_size": 8, "seed": 3, **tuner},
+        export_top_k=1,
+    )
+    return submit(api, body)["id"]
 
 
 def shot(page: Page, name: str) -> None:
@@ -102,8 +104,8 @@ def test_dashboard_in_chromium(
         store, owner="dana", dataset_path=str(photos), trials=SEEDED_TRIALS, epochs=2
     )
     with live_api(settings, logs, token) as api:
-        finished = submit(api, photos, test_split=0.25, max_trials=2, epochs=2)
-        running = submit(api, photos, max_trials=20, epochs=100)
+        finished = submit_search(api, photos, test_split=0.25, max_trials=2, epochs=2)
+        running = submit_search(api, photos, max_trials=20, epochs=100)
         worker = start_nas(["worker"], settings_env(settings), logs / "worker.log")
         try:
             done = wait_for_status(api, finished, {"succeeded", "failed", "cancelled"}, 300)
@@ -247,14 +249,12 @@ def test_every_kind_of_dataset_is_listed_and_shown(
     with live_api(settings, tmp_path / "logs", token) as api:
         searches = {}
         for name, source in sources.items():
-            body = {
-                "dataset": {**source, "image_size": 32},
-                "space": {"min_conv_blocks": 1, "max_conv_blocks": 2},
-                "tuner": {"max_trials": 2},
-            }
-            response = api.post("/v1/searches", json=body)
-            assert response.status_code == 201, response.text
-            searches[name] = response.json()
+            body = search_body(
+                dataset=source,
+                space={"min_conv_blocks": 1, "max_conv_blocks": 2},
+                tuner={"max_trials": 2},
+            )
+            searches[name] = submit(api, body)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         errors: list[str] = []

@@ -22,6 +22,7 @@ from nas.core.ports import free_port
 from nas.core.settings import Settings
 from nas.core.specs import TF_FLOWERS_CLASSES
 from nas.core.store import Store
+from tests.support.factories import search_body, submit
 from tests.support.flowers import copy_flowers_slice
 from tests.support.http_files import ARCHIVE_NAME, flowers_archive, serve_files
 from tests.support.live import cli_token, live_api, wait_for_status
@@ -43,12 +44,12 @@ def database_url(tmp_path: Path) -> str:
 
 
 def body(dataset: dict, max_trials: int = 1) -> dict:
-    return {
-        "dataset": {"image_size": IMAGE_SIZE, **dataset},
-        "space": SPACE,
-        "tuner": {"max_trials": max_trials, "epochs": 1, "batch_size": 8, "seed": 1},
-        "export_top_k": 1,
-    }
+    return search_body(
+        dataset={"image_size": IMAGE_SIZE, **dataset},
+        space=SPACE,
+        tuner={"max_trials": max_trials, "epochs": 1, "batch_size": 8, "seed": 1},
+        export_top_k=1,
+    )
 
 
 def decoded(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -81,28 +82,26 @@ def test_each_dataset_form_end_to_end(settings: Settings, store: Store, tmp_path
     logs = tmp_path / "logs"
     with live_api(settings, logs, cli_token(settings, "forms")) as api:
 
-        def submit(dataset: dict, max_trials: int = 1) -> str:
-            response = api.post("/v1/searches", json=body(dataset, max_trials))
-            assert response.status_code == 201, response.text
-            return response.json()["id"]
+        def submitted(dataset: dict, max_trials: int = 1) -> str:
+            return submit(api, body(dataset, max_trials))["id"]
 
-        folder_id = submit({"path": str(train), "test_path": str(test)}, max_trials=2)
-        cached_id = submit({"path": str(train), "test_split": 0.25})
-        shards_id = submit(
+        folder_id = submitted({"path": str(train), "test_path": str(test)}, max_trials=2)
+        cached_id = submitted({"path": str(train), "test_split": 0.25})
+        shards_id = submitted(
             {
                 "tfrecords": f"{root}/forms-shards/*.tfrec",
                 "class_names": list(TF_FLOWERS_CLASSES),
                 "test_split": 0.25,
             }
         )
-        broken_id = submit({"tfrecords": f"{root}/forms-broken/*.tfrec"})
-        offline_id = submit({"name": "tf_flowers"})
+        broken_id = submitted({"tfrecords": f"{root}/forms-broken/*.tfrec"})
+        offline_id = submitted({"name": "tf_flowers"})
         worker = start_nas(["worker"], settings_env(settings), logs / "worker.log")
         try:
             offline = wait_for_status(api, offline_id, ENDED, 600)
             with serve_files(tmp_path / "site", archive_port):
                 online = wait_for_status(
-                    api, submit({"name": "tf_flowers", "test_split": 0.25}), ENDED, 300
+                    api, submitted({"name": "tf_flowers", "test_split": 0.25}), ENDED, 300
                 )
             assert worker.poll() is None, "failed searches must not take the worker down"
         finally:
@@ -176,9 +175,7 @@ def test_a_lookalike_folder_does_not_read_another_owners_cache(
         )
         ids = []
         for client, photos in ((alice, alice_photos), (bob, bob_photos)):
-            response = client.post("/v1/searches", json=body({"path": str(photos)}))
-            assert response.status_code == 201, response.text
-            ids.append(response.json()["id"])
+            ids.append(submit(client, body({"path": str(photos)}))["id"])
         worker = start_nas(["worker"], settings_env(settings), logs / "worker.log")
         try:
             alices, bobs = (

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
 from nas.core.settings import Settings
 from nas.core.store import SearchStatus, Store, TrialRecord, TrialStatus
+from tests.support.factories import MINIMAL_SPACE, search_body, submit
 from tests.support.flowers import copy_flowers_slice
 
 pytestmark = pytest.mark.slow
@@ -30,24 +31,22 @@ def fault_settings(settings: Settings) -> Settings:
     )
 
 
-def submit(client: TestClient, photos: Path, algorithm: str = "random", trials: int = 3) -> str:
-    response = client.post(
-        "/v1/searches",
-        json={
-            "dataset": {"path": str(photos), "image_size": 32},
-            "space": {"max_conv_blocks": 3, "filters": [16, 32]},
-            "tuner": {
-                "algorithm": algorithm,
-                "max_trials": trials,
-                "epochs": 8,
-                "batch_size": 16,
-                "seed": 3,
-            },
-            "export_top_k": 1,
+def submit_search(
+    client: TestClient, photos: Path, algorithm: str = "random", trials: int = 3
+) -> str:
+    body = search_body(
+        photos,
+        space={**MINIMAL_SPACE, "filters": [16, 32]},
+        tuner={
+            "algorithm": algorithm,
+            "max_trials": trials,
+            "epochs": 8,
+            "batch_size": 16,
+            "seed": 3,
         },
+        export_top_k=1,
     )
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return submit(client, body)["id"]
 
 
 @pytest.fixture
@@ -107,7 +106,7 @@ def test_sigkill_mid_trial_is_resumed_by_another_worker(
 ) -> None:
     fault_settings = fault_settings.model_copy(update={"parallel_trials": parallel_trials})
     logs = logs_dir(tmp_path)
-    search_id = submit(client, photos, trials=2 * parallel_trials + 1)
+    search_id = submit_search(client, photos, trials=2 * parallel_trials + 1)
     first = start_worker(fault_settings, logs, "first")
     before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
     first.send_signal(signal.SIGKILL)
@@ -142,7 +141,7 @@ def test_sigterm_gives_the_search_back_and_it_resumes(
     if algorithm != "random" and database_url.startswith("postgresql"):
         pytest.skip("the tuner's resume does not depend on the database; SQLite covers it")
     logs = logs_dir(tmp_path)
-    search_id = submit(client, photos, algorithm)
+    search_id = submit_search(client, photos, algorithm)
     first = start_worker(fault_settings, logs, "first")
     before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
     started = time.monotonic()
@@ -163,7 +162,7 @@ def test_second_sigterm_stops_at_once(
     fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
     logs = logs_dir(tmp_path)
-    search_id = submit(client, photos)
+    search_id = submit_search(client, photos)
     worker = start_worker(fault_settings, logs, "worker")
     wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
     started = time.monotonic()
@@ -179,7 +178,7 @@ def test_cancel_running_search_stops_it_and_keeps_finished_trials(
     fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
     logs = logs_dir(tmp_path)
-    search_id = submit(client, photos, trials=6)
+    search_id = submit_search(client, photos, trials=6)
     worker = start_worker(fault_settings, logs, "worker")
     try:
         before = wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
@@ -202,7 +201,7 @@ def test_cancel_running_search_stops_it_and_keeps_finished_trials(
 def test_cancel_queued_search_never_starts(
     fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
-    search_id = submit(client, photos)
+    search_id = submit_search(client, photos)
     assert client.post(f"/v1/searches/{search_id}/cancel").json()["status"] == "cancelled"
     worker = subprocess.run(
         [*start_args("worker", "--exit-when-idle")],
@@ -245,7 +244,7 @@ def test_postgres_restart_under_a_running_search(
         pytest.skip("restarts the PostgreSQL server")
     logs = logs_dir(tmp_path)
     settings = fault_settings.model_copy(update={"lease_seconds": 30.0})
-    search_id = submit(client, photos)
+    search_id = submit_search(client, photos)
     worker = start_worker(settings, logs, "worker")
     try:
         wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
@@ -270,7 +269,7 @@ def test_worker_that_lost_its_lease_writes_nothing_more(
     fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
     logs = logs_dir(tmp_path)
-    search_id = submit(client, photos)
+    search_id = submit_search(client, photos)
     worker = start_worker(fault_settings, logs, "worker")
     try:
         wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)

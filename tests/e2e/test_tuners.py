@@ -12,6 +12,7 @@ from nas.cli.launcher import settings_env, start_nas, stop_process
 from nas.core.settings import Settings
 from nas.core.specs import SearchSpec, hyperband_trials
 from nas.core.store import Store
+from tests.support.factories import search_body, submit
 from tests.support.flowers import copy_flowers_slice
 from tests.support.live import cli_token, live_api, wait_for_status
 
@@ -29,12 +30,9 @@ SMALL_V2 = {
 
 def tiny_search(photos: Path, **tuner: Any) -> dict[str, Any]:
     """A search of 32 px photos in a small corner of version 2 of the codelab space."""
-    return {
-        "dataset": {"path": str(photos), "image_size": 32},
-        "space": SMALL_V2,
-        "tuner": {"epochs": 1, "batch_size": 16, **tuner},
-        "export_top_k": 1,
-    }
+    return search_body(
+        photos, space=SMALL_V2, tuner={"epochs": 1, "batch_size": 16, **tuner}, export_top_k=1
+    )
 
 
 def run_searches(
@@ -45,11 +43,7 @@ def run_searches(
     logs.mkdir()
     token = cli_token(settings, "tuners")
     with live_api(settings, logs, token) as api:
-        ids = []
-        for body in bodies:
-            response = api.post("/v1/searches", json=body)
-            assert response.status_code == 201, response.text
-            ids.append(response.json()["id"])
+        ids = [submit(api, body)["id"] for body in bodies]
         worker = start_nas(["worker"], settings_env(settings), logs / "worker.log")
         try:
             searches = [

@@ -19,28 +19,10 @@ from nas.api import create_app
 from nas.core.settings import Settings
 from nas.core.specs import hyperband_trials
 from nas.core.store import Lease, SearchStatus, Store, TrialStatus
+from tests.support.factories import MINIMAL_SPACE, Body, search_body, submit
 from tests.support.owners import ClientFactory
 
-Body = dict[str, Any]
 Loc = tuple[str | int, ...]
-
-
-def minimal_body(data_root: Path, **sections: dict[str, Any]) -> Body:
-    """The smallest valid request; ``sections`` are merged into its top-level sections."""
-    body: Body = {
-        "dataset": {"path": str(data_root / "flowers"), "image_size": 32},
-        "space": {"max_conv_blocks": 3},
-    }
-    for key, values in sections.items():
-        body[key] = {**body.get(key, {}), **values}
-    return body
-
-
-def submit(client: TestClient, body: Body) -> Body:
-    """POST a search that must be accepted; its JSON."""
-    response = client.post("/v1/searches", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def error_locs(response: Response) -> list[Loc]:
@@ -77,7 +59,7 @@ def test_minimal_submission_is_queued_with_defaults(
     client: TestClient, store: Store, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(data_root)
-    body = minimal_body(data_root, dataset={"path": "flowers"})
+    body = search_body(data_root / "flowers", dataset={"path": "flowers"})
 
     created = submit(client, body)
 
@@ -108,7 +90,7 @@ def test_hyperband_plans_one_iteration_of_trials(
     client: TestClient, data_root: Path, epochs: int, factor: int
 ) -> None:
     tuner = {"algorithm": "hyperband", "epochs": epochs, "hyperband_factor": factor}
-    created = submit(client, minimal_body(data_root, tuner={**tuner, "max_trials": 1}))
+    created = submit(client, search_body(data_root / "flowers", tuner={**tuner, "max_trials": 1}))
 
     assert created["trials_planned"] == hyperband_trials(epochs, factor)
     assert created["trials_planned"] > 1
@@ -116,7 +98,7 @@ def test_hyperband_plans_one_iteration_of_trials(
 
 def test_list_is_newest_first_and_paginated(client: TestClient, data_root: Path) -> None:
     ids = [
-        submit(client, minimal_body(data_root, tuner={"max_trials": trials}))["id"]
+        submit(client, search_body(data_root / "flowers", tuner={"max_trials": trials}))["id"]
         for trials in range(1, 6)
     ]
     newest_first = ids[::-1]
@@ -172,7 +154,7 @@ def folders(data_root: Path, tmp_path: Path) -> Iterator[Folders]:
 
 
 def with_dataset(folders: Folders, path: Path | str, **dataset: Any) -> Body:
-    return minimal_body(folders.root, dataset={"path": str(path), **dataset})
+    return search_body(folders.root / "flowers", dataset={"path": str(path), **dataset})
 
 
 def new_folder(parent: Path) -> Path:
@@ -204,41 +186,46 @@ def symlink_out(folders: Folders) -> Body:
 
 
 def without_dataset(folders: Folders) -> Body:
-    body = minimal_body(folders.root)
+    body = search_body(folders.root / "flowers")
     del body["dataset"]
     return body
 
 
 REJECTED: dict[str, tuple[Callable[[Folders], Body], Loc]] = {
     "unknown algorithm": (
-        lambda f: minimal_body(f.root, tuner={"algorithm": "grid"}),
+        lambda f: search_body(f.root / "flowers", tuner={"algorithm": "grid"}),
         ("body", "tuner", "algorithm"),
     ),
     "no trials": (
-        lambda f: minimal_body(f.root, tuner={"max_trials": 0}),
+        lambda f: search_body(f.root / "flowers", tuner={"max_trials": 0}),
         ("body", "tuner", "max_trials"),
     ),
     "image too small": (
-        lambda f: minimal_body(f.root, dataset={"image_size": 8}),
+        lambda f: search_body(f.root / "flowers", dataset={"image_size": 8}),
         ("body", "dataset", "image_size"),
     ),
     "image too large": (
-        lambda f: minimal_body(f.root, dataset={"image_size": 600}),
+        lambda f: search_body(f.root / "flowers", dataset={"image_size": 600}),
         ("body", "dataset", "image_size"),
     ),
     "no filters": (
-        lambda f: minimal_body(f.root, space={"filters": []}),
+        lambda f: search_body(f.root / "flowers", space={**MINIMAL_SPACE, "filters": []}),
         ("body", "space", "filters"),
     ),
     "duplicate filters": (
-        lambda f: minimal_body(f.root, space={"filters": [32, 64, 32]}),
+        lambda f: search_body(f.root / "flowers", space={**MINIMAL_SPACE, "filters": [32, 64, 32]}),
         ("body", "space", "filters"),
     ),
     "min above max depth": (
-        lambda f: minimal_body(f.root, space={"min_conv_blocks": 3, "max_conv_blocks": 2}),
+        lambda f: search_body(
+            f.root / "flowers", space={"min_conv_blocks": 3, "max_conv_blocks": 2}
+        ),
         ("body", "space"),
     ),
-    "unknown key": (lambda f: {**minimal_body(f.root), "colour": "red"}, ("body", "colour")),
+    "unknown key": (
+        lambda f: {**search_body(f.root / "flowers"), "colour": "red"},
+        ("body", "colour"),
+    ),
     "no dataset": (without_dataset, ("body", "dataset")),
     "outside path": (lambda f: with_dataset(f, "/etc"), ("body", "dataset", "path")),
     "dotdot escape": (
@@ -253,7 +240,7 @@ REJECTED: dict[str, tuple[Callable[[Folders], Body], Loc]] = {
     "one class": (one_class, ("body", "dataset", "path")),
     "empty class": (empty_class, ("body", "dataset", "path")),
     "too small for depth": (
-        lambda f: minimal_body(f.root, space={"max_conv_blocks": 6}),
+        lambda f: search_body(f.root / "flowers", space={"max_conv_blocks": 6}),
         ("body", "dataset", "image_size"),
     ),
 }
@@ -275,8 +262,10 @@ def test_bad_submission_names_the_field(
 def test_outside_paths_get_one_answer_whether_or_not_they_exist(
     client: TestClient, data_root: Path
 ) -> None:
-    existing = rejection(client, minimal_body(data_root, dataset={"path": "/etc"}))
-    missing = rejection(client, minimal_body(data_root, dataset={"path": "/nonexistent-xyz"}))
+    existing = rejection(client, search_body(data_root / "flowers", dataset={"path": "/etc"}))
+    missing = rejection(
+        client, search_body(data_root / "flowers", dataset={"path": "/nonexistent-xyz"})
+    )
 
     assert existing == missing
     assert "data root" in existing[1][0]
@@ -306,10 +295,10 @@ def test_links_inside_the_dataset_may_not_leave_the_root(
 def test_only_valid_submissions_reach_the_queue(
     client: TestClient, store: Store, folders: Folders
 ) -> None:
-    first = submit(client, minimal_body(folders.root))["id"]
+    first = submit(client, search_body(folders.root / "flowers"))["id"]
     for case, (make_body, loc) in REJECTED.items():
         assert rejection(client, make_body(folders))[0] == [loc], case
-    last = submit(client, minimal_body(folders.root, tuner={"max_trials": 2}))["id"]
+    last = submit(client, search_body(folders.root / "flowers", tuner={"max_trials": 2}))["id"]
 
     listed = client.get("/v1/searches").json()
     assert listed["total"] == 2
@@ -367,7 +356,7 @@ def run_trials(store: Store, lease: Lease, objective: str) -> None:
 
 def running_search(client: TestClient, store: Store, data_root: Path, objective: str) -> Lease:
     """A search submitted over the API and claimed by a worker, with no trials yet."""
-    search_id = submit(client, {**minimal_body(data_root), "objective": objective})["id"]
+    search_id = submit(client, {**search_body(data_root / "flowers"), "objective": objective})["id"]
     lease = store.claim_next("worker-1", 60)
     assert lease is not None
     assert lease.search_id == search_id
@@ -422,7 +411,7 @@ def test_leaderboard_ranks_by_objective(
 
 
 def test_leaderboard_of_a_queued_search_is_empty(client: TestClient, data_root: Path) -> None:
-    search_id = submit(client, minimal_body(data_root))["id"]
+    search_id = submit(client, search_body(data_root / "flowers"))["id"]
 
     board = client.get(f"/v1/searches/{search_id}/leaderboard").json()
 
@@ -439,7 +428,7 @@ def cancel(client: TestClient, search_id: str) -> Response:
 def test_cancel_queued_search_takes_it_off_the_queue(
     client: TestClient, store: Store, data_root: Path
 ) -> None:
-    search_id = submit(client, minimal_body(data_root))["id"]
+    search_id = submit(client, search_body(data_root / "flowers"))["id"]
 
     response = cancel(client, search_id)
 
@@ -515,7 +504,7 @@ def test_malformed_search_id_is_never_served(client: TestClient, bad_id: str) ->
 
 
 def test_models_of_a_search_without_exports(client: TestClient, data_root: Path) -> None:
-    search_id = submit(client, minimal_body(data_root))["id"]
+    search_id = submit(client, search_body(data_root / "flowers"))["id"]
 
     assert client.get(f"/v1/searches/{search_id}/models").json() == {
         "search_id": search_id,
@@ -561,7 +550,7 @@ def test_workers_lists_registered_workers(client_as: ClientFactory, store: Store
 
 
 def test_idempotency_key_replays_the_same_search(client: TestClient, data_root: Path) -> None:
-    body = minimal_body(data_root)
+    body = search_body(data_root / "flowers")
     headers = {"Idempotency-Key": "submit-42"}
     first = client.post("/v1/searches", json=body, headers=headers)
     again = client.post("/v1/searches", json=body, headers=headers)
@@ -569,7 +558,7 @@ def test_idempotency_key_replays_the_same_search(client: TestClient, data_root: 
     assert "Idempotent-Replayed" not in first.headers
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["id"] == first.json()["id"]
-    other = minimal_body(data_root, tuner={"max_trials": 2})
+    other = search_body(data_root / "flowers", tuner={"max_trials": 2})
     conflict = client.post("/v1/searches", json=other, headers=headers)
     assert conflict.status_code == 409 and "Idempotency-Key" in conflict.json()["detail"]
     fresh = client.post("/v1/searches", json=body, headers={"Idempotency-Key": "submit-43"})
@@ -578,7 +567,7 @@ def test_idempotency_key_replays_the_same_search(client: TestClient, data_root: 
 
 
 def test_idempotency_key_compares_the_body_as_sent(client: TestClient, data_root: Path) -> None:
-    body = minimal_body(data_root)
+    body = search_body(data_root / "flowers")
     headers = {"Idempotency-Key": "retry-me", "Content-Type": "application/json"}
     first = client.post("/v1/searches", content=json.dumps(body), headers=headers)
     # A retry serialised by another client library: other key order, other spacing.

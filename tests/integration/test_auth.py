@@ -18,6 +18,7 @@ from nas.core.settings import Settings
 from nas.core.store import Store
 from nas.core.tokens import issue_token
 from tests.support.exports import finished_search
+from tests.support.factories import ONE_TRIAL, search_body
 from tests.support.owners import OWNER, ClientFactory, bearer, secret_part
 
 Route = tuple[str, str]  # (method, path template)
@@ -34,20 +35,16 @@ def v1_routes(client: TestClient) -> list[Route]:
     )
 
 
-def search_body(data_root: Path) -> dict:
-    return {
-        "dataset": {"path": str(data_root / "flowers"), "image_size": 32},
-        "space": {"max_conv_blocks": 3},
-        "tuner": {"max_trials": 1, "epochs": 1},
-    }
-
-
 def call(client: TestClient, route: Route, search_id: str, data_root: Path, **kwargs):
     """Request ``route`` with its path parameters filled in (search id, rank 1)."""
     method, template = route
     path = template.replace("{search_id}", search_id).replace("{rank}", "1")
     path = re.sub(r"\{[^}]+\}", "x", path)
-    body = search_body(data_root) if template == "/v1/searches" and method == "POST" else None
+    body = (
+        search_body(data_root / "flowers", tuner=ONE_TRIAL)
+        if template == "/v1/searches" and method == "POST"
+        else None
+    )
     return client.request(method, path, json=body, **kwargs)
 
 
@@ -175,8 +172,9 @@ def test_routes_without_a_search_answer_any_live_token(
 def test_cancel_reaches_only_the_owner_and_admins(
     client: TestClient, client_as: ClientFactory, store: Store, data_root: Path
 ) -> None:
-    first = client.post("/v1/searches", json=search_body(data_root)).json()["id"]
-    second = client.post("/v1/searches", json=search_body(data_root)).json()["id"]
+    body = search_body(data_root / "flowers", tuner=ONE_TRIAL)
+    first = client.post("/v1/searches", json=body).json()["id"]
+    second = client.post("/v1/searches", json=body).json()["id"]
 
     assert client_as("bob").post(f"/v1/searches/{first}/cancel").status_code == 404
     assert [search.status.value for search in (store.get_search(first),)] == ["queued"]
@@ -191,8 +189,9 @@ def test_lists_hold_only_ones_own_searches_but_admins_see_all(
     client: TestClient, client_as: ClientFactory, data_root: Path
 ) -> None:
     bob = client_as("bob")
-    alices = {client.post("/v1/searches", json=search_body(data_root)).json()["id"] for _ in "ab"}
-    bobs = {bob.post("/v1/searches", json=search_body(data_root)).json()["id"]}
+    body = search_body(data_root / "flowers", tuner=ONE_TRIAL)
+    alices = {client.post("/v1/searches", json=body).json()["id"] for _ in "ab"}
+    bobs = {bob.post("/v1/searches", json=body).json()["id"]}
 
     def listed(who: TestClient) -> tuple[int, dict[str, str]]:
         page = who.get("/v1/searches").json()

@@ -14,13 +14,12 @@ import pytest
 
 from nas.cli.console import describe_architecture
 from nas.core.artifacts import ModelArtifacts
-from nas.core.folders import scan_folder
 from nas.core.spaces.codelab_v2 import HYPERPARAMETERS, SMALL_DATA_FOCUS
 from nas.core.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange, SpaceSpec
 from nas.hypermodels import build_hypermodel
-from nas.worker.datasets import ImageSet, load_images
+from nas.worker.datasets import ImageSet
 from nas.worker.export import export_model
-from tests.support.flowers import copy_flowers_slice
+from tests.support.factories import decoded_flowers
 from tests.support.sampling import sampled_hyperparameters
 
 SIZE = 64
@@ -32,8 +31,7 @@ SPACES: dict[str, SpaceSpec] = {"v1": ConvNetSpace(), "v2": CodelabV2Space()}
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> ImageSet:
     """Two real photos of each of the five flower classes, decoded at ``SIZE``."""
-    folder = copy_flowers_slice(tmp_path_factory.mktemp("flowers"), per_class=2)
-    return load_images(scan_folder(folder), SIZE, cache_dir=None)
+    return decoded_flowers(tmp_path_factory, SIZE)
 
 
 def v2(**ranges: dict) -> CodelabV2Space:

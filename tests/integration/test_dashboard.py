@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from nas.api.dashboard import STATIC_DIR
 from nas.core.store import Store, TrialStatus
+from tests.support.factories import search_body, submit
 from tests.support.owners import ClientFactory
 
 # A hyperparameter value that needs every kind of CSV quoting.
@@ -21,13 +22,7 @@ AWKWARD = 'gap, "wide"\nsecond line'
 def running_search_with_trials(client: TestClient, store: Store, data_root: Path) -> str:
     """A search of the client's owner with three trials: two scored (one with a hyperparameter
     the other lacks, as conditional ones are), one failed before its first epoch."""
-    body = {
-        "dataset": {"path": str(data_root / "flowers"), "image_size": 32},
-        "space": {"max_conv_blocks": 3},
-    }
-    submitted = client.post("/v1/searches", json=body)
-    assert submitted.status_code == 201, submitted.text
-    search_id = submitted.json()["id"]
+    search_id = submit(client, search_body(data_root / "flowers"))["id"]
     lease = store.claim_next("worker-csv", 60)
     assert lease is not None and lease.search_id == search_id
     trials = {

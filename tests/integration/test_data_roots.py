@@ -16,6 +16,7 @@ from nas.api import create_app
 from nas.core.settings import Settings
 from nas.core.store import Store
 from nas.core.tokens import issue_token
+from tests.support.factories import search_body
 from tests.support.owners import bearer
 
 OUTSIDE = "must lie inside one of the configured data roots (NAS_DATA_ROOTS)"
@@ -48,13 +49,7 @@ def submit_to(settings: Settings, store: Store, tree: Tree) -> Iterator[Callable
     with TestClient(app, headers=bearer(issue_token(store, "alice").secret)) as client:
 
         def submit(path: str | Path):
-            return client.post(
-                "/v1/searches",
-                json={
-                    "dataset": {"path": str(path), "image_size": 32},
-                    "space": {"max_conv_blocks": 3},
-                },
-            )
+            return client.post("/v1/searches", json=search_body(path))
 
         yield submit
 
@@ -194,13 +189,7 @@ def submit_glob(settings: Settings, store: Store, tree: Tree) -> Iterator[Callab
     with TestClient(app, headers=bearer(issue_token(store, "alice").secret)) as client:
 
         def submit(pattern: str):
-            return client.post(
-                "/v1/searches",
-                json={
-                    "dataset": {"tfrecords": pattern, "image_size": 32},
-                    "space": {"max_conv_blocks": 3},
-                },
-            )
+            return client.post("/v1/searches", json=search_body(dataset={"tfrecords": pattern}))
 
         yield submit
 
@@ -249,7 +238,7 @@ def test_a_submit_lists_at_most_the_configured_entries(
     link(dataset / "tulips" / "zz-private.jpg", next((tree.outside / "tulips").iterdir()))
     monkeypatch.setenv("NAS_SUBMIT_SCAN_ENTRIES", "20")
     assert Settings().submit_scan_entries == 20
-    body = {"dataset": {"path": str(dataset), "image_size": 32}, "space": {"max_conv_blocks": 3}}
+    body = search_body(dataset)
     statuses = []
     for entries in (20, 100):
         limited = settings.model_copy(

@@ -18,6 +18,7 @@ from nas.api import create_app
 from nas.core.settings import Settings
 from nas.core.store import Store
 from nas.core.tokens import issue_token
+from tests.support.factories import search_body
 from tests.support.flowers import copy_flowers_slice
 from tests.support.owners import bearer
 from tests.support.tfrecord_shards import write_shards
@@ -72,8 +73,7 @@ def submit(settings: Settings, store: Store, tree: Tree) -> Iterator[Callable[..
     with TestClient(app, headers=bearer(issue_token(store, "alice").secret)) as client:
 
         def post(**dataset: Any):
-            body = {"dataset": {"image_size": 32, **dataset}, "space": {"max_conv_blocks": 3}}
-            return client.post("/v1/searches", json=body)
+            return client.post("/v1/searches", json=search_body(dataset=dataset))
 
         yield post
 

@@ -16,6 +16,7 @@ from nas.api.rate_limit import FORGET_FULL_PAST, RateLimiter
 from nas.core.settings import Settings
 from nas.core.store import Store
 from nas.core.tokens import issue_token
+from tests.support.factories import ONE_TRIAL, search_body
 from tests.support.owners import bearer
 
 LIMITS = {
@@ -48,16 +49,12 @@ def limited(settings: Settings, store: Store) -> Iterator[LimitedClient]:
         client.close()
 
 
-def body(data_root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
-    """A request within LIMITS, with ``sections`` merged in."""
-    request: dict[str, Any] = {
-        "dataset": {"path": str(data_root / "flowers"), "image_size": 32},
-        "space": {"max_conv_blocks": 3},
-        "tuner": {"max_trials": 1, "epochs": 1, "batch_size": 8},
-    }
-    for key, values in sections.items():
-        request[key] = {**request[key], **values}
-    return request
+def body(
+    data_root: Path, dataset: dict[str, Any] | None = None, tuner: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A request within LIMITS, with ``dataset`` and ``tuner`` merged in."""
+    within = {**ONE_TRIAL, "batch_size": 8}
+    return search_body(data_root / "flowers", dataset=dataset, tuner={**within, **(tuner or {})})
 
 
 CAPS = {

@@ -22,6 +22,7 @@ from nas.core.tokens import issue_token
 from nas.hypermodels import build_hypermodel
 from nas.hypermodels.capped import ModelTooLarge
 from tests.e2e.test_tuners import run_searches, sqlite_only
+from tests.support.factories import ONE_TRIAL, search_body
 from tests.support.flowers import copy_flowers_slice
 from tests.support.owners import bearer
 
@@ -127,18 +128,13 @@ def test_a_model_at_the_cap_builds() -> None:
     assert hypermodel.build(keras_tuner.HyperParameters()).count_params() == size.count_params()
 
 
+AT_64 = {"image_size": 64}
+
+
 @pytest.fixture
 def capped_client(settings: Settings, store: Store) -> TestClient:
     app = create_app(settings.model_copy(update={"limit_max_params": 100_000}), store)
     return TestClient(app, headers=bearer(issue_token(store, "alice").secret))
-
-
-def submit_body(data_root: Path, space: dict[str, Any], image_size: int) -> dict[str, Any]:
-    return {
-        "dataset": {"path": str(data_root / "flowers"), "image_size": image_size},
-        "space": space,
-        "tuner": {"max_trials": 1, "epochs": 1},
-    }
 
 
 def test_a_space_whose_smallest_model_is_over_the_cap_is_refused_at_submit(
@@ -147,17 +143,25 @@ def test_a_space_whose_smallest_model_is_over_the_cap_is_refused_at_submit(
     # Two blocks of 256 filters leave 16 x 16 x 256 features to a dense layer of 256 units.
     huge = {"min_conv_blocks": 2, "max_conv_blocks": 2, "filters": [256]}
     flatten_only = {**huge, "heads": ["flatten_dense"], "dense_units": [256]}
+    photos = data_root / "flowers"
 
-    refused = capped_client.post("/v1/searches", json=submit_body(data_root, flatten_only, 64))
+    refused = capped_client.post(
+        "/v1/searches", json=search_body(photos, dataset=AT_64, space=flatten_only, tuner=ONE_TRIAL)
+    )
     # A gap head keeps one model of the space under the cap: the search may go on.
     some_fit = capped_client.post(
-        "/v1/searches", json=submit_body(data_root, {**huge, "filters": [16, 256]}, 64)
+        "/v1/searches",
+        json=search_body(
+            photos, dataset=AT_64, space={**huge, "filters": [16, 256]}, tuner=ONE_TRIAL
+        ),
     )
     v2_refused = capped_client.post(
         "/v1/searches",
-        json=submit_body(
-            data_root,
-            {
+        json=search_body(
+            photos,
+            dataset=AT_64,
+            tuner=ONE_TRIAL,
+            space={
                 "version": 2,
                 # Four blocks of 64 to 512 filters: the convs alone have over 1.5 million.
                 "hyperparameters": {
@@ -166,7 +170,6 @@ def test_a_space_whose_smallest_model_is_over_the_cap_is_refused_at_submit(
                     "filter_growth": {"fixed": 2.0},
                 },
             },
-            64,
         ),
     )
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from nas.core.specs import SearchSpec
 from nas.core.store import Store
+from tests.support.factories import ONE_TRIAL, search_body
 from tests.support.owners import ClientFactory
 
 V2 = {"name": "codelab_convnet", "version": 2}
@@ -17,13 +18,9 @@ V2 = {"name": "codelab_convnet", "version": 2}
 
 def body(data_root: Path, space: dict[str, Any] | None, image_size: int = 64) -> dict[str, Any]:
     """A one-trial request on the test photos with ``space`` (none: the key is left out)."""
-    request: dict[str, Any] = {
-        "dataset": {"path": str(data_root / "flowers"), "image_size": image_size},
-        "tuner": {"max_trials": 1, "epochs": 1},
-    }
-    if space is not None:
-        request["space"] = space
-    return request
+    return search_body(
+        data_root / "flowers", dataset={"image_size": image_size}, space=space, tuner=ONE_TRIAL
+    )
 
 
 def v2_space(**ranges: dict[str, Any]) -> dict[str, Any]:

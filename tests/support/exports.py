@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
 from nas.core.store import ExportedModel, SearchStatus, Store
+from tests.support.factories import ONE_TRIAL, search_body, submit
 
 
 def finished_search(
@@ -17,14 +18,7 @@ def finished_search(
 ) -> str:
     """Submit a search as ``client``'s owner, let a worker finish it with one exported model
     whose files all hold ``marker``; its id."""
-    body = {
-        "dataset": {"path": str(data_root / "flowers"), "image_size": 32},
-        "space": {"max_conv_blocks": 3},
-        "tuner": {"max_trials": 1, "epochs": 1},
-    }
-    response = client.post("/v1/searches", json=body)
-    assert response.status_code == 201, response.text
-    search_id = response.json()["id"]
+    search_id = submit(client, search_body(data_root / "flowers", tuner=ONE_TRIAL))["id"]
     lease = store.claim_next(f"worker-{marker}", 60)
     assert lease is not None and lease.search_id == search_id
     files = SearchArtifacts(settings.artifacts_dir, search_id).model(1)

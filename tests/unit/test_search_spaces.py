@@ -9,11 +9,10 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from nas.core.folders import scan_folder
 from nas.core.specs import CodelabV2Space, ConvNetSpace, SpaceSpec
 from nas.hypermodels import build_hypermodel, min_image_size
-from nas.worker.datasets import ImageSet, load_images
-from tests.support.flowers import copy_flowers_slice
+from nas.worker.datasets import ImageSet
+from tests.support.factories import decoded_flowers
 from tests.support.sampling import sampled_hyperparameters
 
 # The smallest size the default space (up to 6 halving blocks) accepts.
@@ -26,8 +25,7 @@ TRAINING = {"steps_per_epoch": 2, "epochs": 1}
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> ImageSet:
     """Two real photos of each of the five flower classes, decoded at ``SIZE``."""
-    folder = copy_flowers_slice(tmp_path_factory.mktemp("flowers"), per_class=2)
-    return load_images(scan_folder(folder), SIZE, cache_dir=None)
+    return decoded_flowers(tmp_path_factory, SIZE)
 
 
 def layer_types(model: keras.Model) -> list[str]:
