@@ -30,10 +30,10 @@ TIERS = ("unit", "integration", "e2e")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, the folder under ``tests/`` it lies in."""
-    root = Path(__file__).parent
+    folders = {Path(__file__).parent / tier: tier for tier in TIERS}
     for item in items:
-        tier = item.path.relative_to(root).parts[0]
-        if tier in TIERS:
+        tier = next((folders[folder] for folder in item.path.parents if folder in folders), None)
+        if tier is not None:
             item.add_marker(tier)
 
 
