@@ -14,13 +14,14 @@ NAS_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export NAS_TEST_POSTGRES_URL
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint clean
+.PHONY: help install run test test-unit lint clean
 
 help:
 	@echo "Targets:"
 	@echo "  install  create $(VENV) and install the project with its tensorflow and dev extras"
 	@echo "  run      run the demo search (DATA=folder, default NAS_DATA_DIR, else tf_flowers)"
 	@echo "  test     ruff check, then the test suite (NAS_TEST_POSTGRES_URL=$(NAS_TEST_POSTGRES_URL))"
+	@echo "  test-unit  tests/unit alone: no process, network or database server, under a minute"
 	@echo "  lint     ruff check, ruff format --check and the import contracts (lint-imports)"
 	@echo "  clean    remove var/, $(VENV) and the caches"
 
@@ -42,6 +43,9 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
 	$(VENV)/bin/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none selected
+
+test-unit: $(STAMP)
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

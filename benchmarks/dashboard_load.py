@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from benchmarks.harness import FLOWERS, running_service
 from nas.core.store import create_store
-from tests.seeding import seed_finished_search
+from tests.support.seeding import seed_finished_search
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -21,7 +21,7 @@ from nas.core.folders import scan_folder
 from nas.core.settings import Settings
 from nas.worker.datasets import ImageSet, load_images, three_way_split
 from nas.worker.tfrecords import load_tfrecords
-from tests.tfrecord_shards import write_shards
+from tests.support.tfrecord_shards import write_shards
 
 
 def timed(load: Callable[[], ImageSet]) -> tuple[ImageSet, float]:

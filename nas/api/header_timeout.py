@@ -3,7 +3,7 @@
 uvicorn closes a connection idle between requests (``timeout_keep_alive``), but one that
 sends part of a request line or of its headers and then nothing is held for as long as the
 client likes, so a few hundred such connections hold the server's sockets. This is the only
-module that builds on uvicorn's protocol class; ``tests/test_serve_hardening.py`` checks
+module that builds on uvicorn's protocol class; ``tests/e2e/test_serve_hardening.py`` checks
 that the hooks and attributes named below are still there.
 """
 

@@ -1,0 +1,241 @@
+"""Schema migrations and the refusal to run on a database that does not match the code."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+from nas.api import create_app
+from nas.core.settings import Settings
+from nas.core.store import (
+    SchemaMismatchError,
+    Store,
+    create_store,
+    ensure_schema_current,
+    migrate,
+    migrations,
+)
+from nas.core.store.schema import current_revision, head_revision
+from tests.support.owners import bearer
+
+NAS = Path(sys.executable).with_name("nas")
+CLI_TIMEOUT = 60.0
+TABLES = {"searches", "search_attempts", "trials", "exported_models", "workers", "tokens"}
+
+
+@pytest.fixture
+def bare_store(database_url: str) -> Iterator[Store]:
+    """A store on a database that was never migrated."""
+    store = create_store(database_url)
+    yield store
+    store.dispose()
+
+
+def mismatch(store: Store) -> str:
+    """The message of the SchemaMismatchError that both the check and the API raise."""
+    with pytest.raises(SchemaMismatchError) as raised:
+        ensure_schema_current(store.engine)
+    with pytest.raises(SchemaMismatchError) as refused:
+        create_app(settings_of(store), store)
+    assert str(refused.value) == str(raised.value)
+    return str(raised.value)
+
+
+def settings_of(store: Store) -> Settings:
+    return Settings(database_url=store.engine.url.render_as_string(hide_password=False))
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration for this repository's migrations, as ``migrate`` builds it."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return config
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """``alembic downgrade`` on the store's engine, configured the way ``migrate`` is."""
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def tables(store: Store) -> set[str]:
+    return set(inspect(store.engine).get_table_names())
+
+
+def test_unmigrated_database_is_refused(bare_store: Store) -> None:
+    assert current_revision(bare_store.engine) is None
+
+    message = mismatch(bare_store)
+
+    assert "nas migrate" in message
+    assert "no schema" in message
+    assert tables(bare_store) == set()
+
+
+def test_migrated_database_is_current(bare_store: Store) -> None:
+    migrate(bare_store.engine)
+    migrate(bare_store.engine)  # a second run has nothing to do
+
+    ensure_schema_current(bare_store.engine)
+    assert current_revision(bare_store.engine) == head_revision()
+    assert tables(bare_store) >= TABLES
+    assert create_app(settings_of(bare_store), bare_store).state.store is bare_store
+
+
+def test_newer_schema_asks_to_upgrade_the_code(bare_store: Store) -> None:
+    migrate(bare_store.engine)
+    with bare_store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+
+    message = mismatch(bare_store)
+
+    assert "9999_future" in message
+    assert "newer" in message
+    assert "upgrade" in message
+    assert "nas migrate" not in message
+
+
+def test_older_schema_asks_to_migrate(bare_store: Store) -> None:
+    first = ScriptDirectory.from_config(alembic_config()).get_base()
+    assert first is not None
+    if first == head_revision():
+        pytest.skip("only one revision: no schema can be older than the code")
+    migrate(bare_store.engine, first)
+
+    message = mismatch(bare_store)
+
+    assert "older" in message
+    assert "nas migrate" in message
+    migrate(bare_store.engine)
+    ensure_schema_current(bare_store.engine)
+
+
+def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
+    migrate(bare_store.engine)
+    bare_store.create_search({"objective": "val_accuracy"}, trials_planned=1, owner="alice")
+
+    downgrade(bare_store, "base")
+
+    assert current_revision(bare_store.engine) is None
+    assert tables(bare_store) & TABLES == set()
+    assert "nas migrate" in mismatch(bare_store)
+
+    migrate(bare_store.engine)
+
+    ensure_schema_current(bare_store.engine)
+    search = bare_store.create_search(
+        {"objective": "val_loss"}, trials_planned=2, owner="alice"
+    ).search
+    page = bare_store.list_searches(limit=10, offset=0, owner=None)
+    assert [item.id for item in page.items] == [search.id]
+
+
+# The ``nas`` command, as real processes ------------------------------------------------------
+
+
+def nas_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``nas`` process on ``database_url``, writing under ``tmp_path``."""
+    return {
+        **os.environ,
+        "NAS_DATABASE_URL": database_url,
+        "NAS_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "NAS_CACHE_DIR": str(tmp_path / "cache"),
+        "NAS_DATA_ROOTS": str(tmp_path),
+        "NAS_POLL_INTERVAL_SECONDS": "0.2",
+    }
+
+
+def nas(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(NAS), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_healthy(server: subprocess.Popen[str], http: httpx.Client) -> httpx.Response:
+    """The first answer of ``/healthz`` from ``server``, which must stay up meanwhile."""
+    deadline = time.monotonic() + CLI_TIMEOUT
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.communicate()
+        try:
+            return http.get("/healthz")
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"the API did not answer within {CLI_TIMEOUT} s")
+
+
+@pytest.mark.parametrize(
+    "command_args",
+    [("serve", "--port", "{port}"), ("worker", "--exit-when-idle")],
+    ids=["serve", "worker"],
+)
+def test_cli_refuses_unmigrated_database(
+    database_url: str, tmp_path: Path, command_args: tuple[str, ...]
+) -> None:
+    args = [arg.replace("{port}", str(free_port())) for arg in command_args]
+
+    refused = nas(nas_env(database_url, tmp_path), tmp_path, *args)
+
+    assert refused.returncode == 2, refused.stderr
+    assert "nas migrate" in refused.stderr
+
+
+def test_cli_migrate_then_serve_and_work(database_url: str, tmp_path: Path) -> None:
+    env = nas_env(database_url, tmp_path)
+
+    migrated = nas(env, tmp_path, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "nas token create --owner" in migrated.stdout
+    created = nas(env, tmp_path, "token", "create", "--owner", "ops", "--admin")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    worked = nas(env, tmp_path, "worker", "--exit-when-idle")
+    assert worked.returncode == 0, worked.stderr
+
+    port = free_port()
+    with (
+        subprocess.Popen(
+            [str(NAS), "serve", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as server,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http,
+    ):
+        try:
+            health = wait_healthy(server, http)
+            workers = http.get("/v1/workers", headers=bearer(token)).json()
+        finally:
+            server.terminate()
+            server.communicate(timeout=CLI_TIMEOUT)
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    (worker,) = workers["items"]
+    assert worker["stopped_at"] is not None
+    assert worker["current_search_id"] is None
