@@ -593,7 +593,7 @@ def test_api_threads_bound_the_routes_thread_pool(settings: Settings, store: Sto
 def test_a_seed_beyond_what_the_random_generators_take_is_refused(
     client: TestClient, data_root: Path
 ) -> None:
-    locs, _ = rejection(client, minimal_body(data_root, tuner={"seed": 2**32}))
+    locs, _ = rejection(client, search_body(data_root / "flowers", tuner={"seed": 2**32}))
     assert locs == [("body", "tuner", "seed")]
 
-    submit(client, minimal_body(data_root, tuner={"seed": 2**32 - 1}))
+    submit(client, search_body(data_root / "flowers", tuner={"seed": 2**32 - 1}))
