@@ -11,7 +11,7 @@ from datetime import datetime
 
 from fastapi.exceptions import RequestValidationError
 
-from service.store.records import SearchKey
+from service.store import SearchKey
 
 _SEARCH_ID = re.compile(r"^[0-9a-f]{32}$")
 
