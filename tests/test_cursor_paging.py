@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from service.store import Store
 from tests.test_api import error_locs, minimal_body, submit
 
 
@@ -56,3 +58,30 @@ def test_a_cursor_not_of_this_api_is_a_422_naming_it(client: TestClient) -> None
         assert error_locs(client.get("/v1/searches", params={"cursor": cursor})) == [
             ("query", "cursor")
         ]
+
+
+def test_searches_submitted_at_the_same_moment_page_by_id(store: Store) -> None:
+    ids = [
+        store.create_search(
+            {"objective": "val_accuracy"}, trials_planned=1, owner="alice"
+        ).search.id
+        for _ in range(4)
+    ]
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE searches SET created_at = "
+                "(SELECT created_at FROM searches WHERE id = :first)"
+            ),
+            {"first": ids[0]},
+        )
+    seen: list[str] = []
+    after = None
+    while True:
+        page = store.list_searches(limit=1, owner="alice", after=after)
+        seen += [search.id for search in page.items]
+        if page.next_key is None:
+            break
+        after = page.next_key
+
+    assert seen == sorted(ids, reverse=True)
