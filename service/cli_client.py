@@ -231,7 +231,11 @@ def status(
         )
     console.print(table)
     if page["next_cursor"]:
-        console.print(f"older searches: nas status --cursor {page['next_cursor']}", markup=False)
+        console.print(
+            f"older searches: nas status --cursor {page['next_cursor']}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

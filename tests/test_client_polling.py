@@ -1,5 +1,6 @@
-"""``nas watch`` polls with If-None-Match: a live ``nas serve`` answers it 304 while the
-search is unchanged, and the watch still sees the change that ends it."""
+"""The ``nas`` client against a live ``nas serve``: ``nas watch`` polls with If-None-Match (304s
+while the search is unchanged, and still sees the change that ends it); ``nas status`` pages
+by cursor."""
 
 from __future__ import annotations
 
@@ -61,3 +62,40 @@ def test_watch_revalidates_until_the_search_changes(
     answers = polled.findall((logs / "api.log").read_text())
     assert answers[0] == "200" and answers[-1] == "200", answers
     assert set(answers) == {"200", "304"}
+
+
+def test_status_pages_by_cursor(
+    settings: Settings, store: Store, data_root: Path, tmp_path: Path
+) -> None:
+    token = cli_token(settings, "lister")
+    with live_api(settings, tmp_path / "logs", token) as api:
+        ids = []
+        for _ in range(3):
+            created = api.post("/v1/searches", json=minimal_body(data_root))
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["id"])
+        env = settings_env(settings) | {
+            "NAS_URL": str(api.base_url),
+            "NAS_TOKEN": token,
+            "COLUMNS": "200",
+        }
+
+        def status(*args: str) -> str:
+            done = subprocess.run(
+                [*NAS_COMMAND, "status", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        first = status("--limit", "2")
+        (cursor,) = re.findall(r"nas status --cursor (\S+)", first)
+        second = status("--limit", "2", "--cursor", cursor)
+
+    assert [search_id in first for search_id in ids] == [False, True, True]
+    assert [search_id in second for search_id in ids] == [True, False, False]
+    assert "--cursor" not in second
