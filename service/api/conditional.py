@@ -44,9 +44,10 @@ def entity_tag(search_id: str, revision: int, representation: str, version: str)
 
 
 def none_match(if_none_match: str, tag: str) -> bool:
-    """Whether ``If-None-Match`` fails for the current ``tag``: ``*``, or any listed tag
-    equal to it by weak comparison (the opaque parts alone). A malformed header matches
-    nothing, so it costs a full answer, never a wrong 304."""
+    """Whether the ``If-None-Match`` condition holds for the current ``tag`` (a full answer
+    is due): false for ``*`` or a list holding ``tag`` by weak comparison (the opaque parts
+    alone, ``W/`` or not). A malformed header holds, so it costs a full answer, never a
+    wrong 304."""
     if if_none_match.strip() == "*":
         return False
     current = tag.removeprefix("W/").strip('"')
@@ -72,6 +73,7 @@ class Representation:
         return self.headers_at(search.id, search.revision)
 
     def headers_at(self, search_id: str, revision: int) -> dict[str, str]:
+        """The validators of the search ``search_id`` at ``revision`` in this representation."""
         return {
             "ETag": entity_tag(search_id, revision, self.name, self.version),
             "Cache-Control": CACHE_CONTROL,
