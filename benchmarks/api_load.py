@@ -3,9 +3,12 @@
 Each client has a token of its own (as 50 users would) and polls once per ``--interval``
 seconds, as a dashboard or ``nas watch`` does (``--interval 0``: as fast as it can). Users
 open their dashboards at different moments, so each client starts at a random point of the
-interval; ``--lockstep`` starts them all at once instead, every poll then a burst of 50. Prints
-latency percentiles and errors under load, against a baseline of one client polling the same
-search in the same run. Usage: python -m benchmarks.api_load [DATA_DIR]
+interval; ``--lockstep`` starts them all at once instead, every poll then a burst of 50. The
+clients poll twice, one phase after the other on the same training search: first asking for
+the whole answer each time, then revalidating it (If-None-Match with the last ETag, a 304
+while the search did not change), as the dashboard and ``nas watch`` do. Prints latency
+percentiles, errors and the API's CPU per request of each phase, against a baseline of one
+client polling the same search in the same run. Usage: python -m benchmarks.api_load [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import random
 import resource
 import statistics
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,43 +36,53 @@ class Tally:
 
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Answers that were 304 Not Modified.
+    unchanged: int = 0
 
 
 @dataclass(frozen=True)
 class Polling:
-    """How the clients poll: every ``interval`` seconds for ``seconds``, in lockstep or not."""
+    """How the clients poll: every ``interval`` seconds for ``seconds``, in lockstep or not,
+    revalidating their last copy or not."""
 
     interval: float
     seconds: float
     lockstep: bool
+    revalidate: bool = False
 
 
 async def poll(
     base_url: str,
     token: str,
     search_id: str,
-    interval: float,
+    polling: Polling,
     start_in: float,
     until: float,
     tally: Tally,
 ) -> None:
     """After ``start_in`` seconds, poll the search's status, then its leaderboard, once per
-    ``interval``, until ``until``."""
+    ``polling.interval``, until ``until``."""
     paths = (f"/v1/searches/{search_id}", f"/v1/searches/{search_id}/leaderboard")
     headers = {"Authorization": f"Bearer {token}"}
+    tags: dict[str, str] = {}
     await asyncio.sleep(start_in)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
         while (turn_started := time.monotonic()) < until:
             for path in paths:
+                conditional = {"If-None-Match": tags[path]} if path in tags else {}
                 started = time.perf_counter()
                 try:
-                    response = await client.get(path)
-                    if response.status_code != 200:
+                    response = await client.get(path, headers=conditional)
+                    if response.status_code == 304:
+                        tally.unchanged += 1
+                    elif response.status_code != 200:
                         tally.errors.append(f"{response.status_code} {response.text[:100]}")
+                    elif polling.revalidate and "etag" in response.headers:
+                        tags[path] = response.headers["etag"]
                 except httpx.HTTPError as error:
                     tally.errors.append(repr(error))
                 tally.latencies.append(time.perf_counter() - started)
-            await asyncio.sleep(max(0.0, turn_started + interval - time.monotonic()))
+            await asyncio.sleep(max(0.0, turn_started + polling.interval - time.monotonic()))
 
 
 async def load(base_url: str, tokens: list[str], search_id: str, polling: Polling) -> Tally:
@@ -82,7 +97,7 @@ async def load(base_url: str, tokens: list[str], search_id: str, polling: Pollin
                 base_url,
                 token,
                 search_id,
-                polling.interval,
+                polling,
                 draws.uniform(0.0, spread),
                 until,
                 tally,
@@ -127,6 +142,47 @@ def percentile(values: list[float], q: int) -> float:
     )
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One load run: its name, what it measured and the CPU clocks around it."""
+
+    name: str
+    tally: Tally
+    seconds: float
+    before: CpuClock
+    after: CpuClock
+
+    def row(self) -> str:
+        values = self.tally.latencies
+        millis = [percentile(values, q) * 1e3 for q in (50, 95, 99)] + [max(values) * 1e3]
+        unchanged = self.tally.unchanged / len(values)
+        return (
+            f"{self.name:>22} {len(values):>8} {len(values) / self.seconds:>8.1f} "
+            f"{len(self.tally.errors):>8} {unchanged:>8.0%} "
+            + " ".join(f"{v:>8.1f}" for v in millis)
+        )
+
+    def cpu(self) -> str:
+        requests = len(self.tally.latencies)
+        before, after = self.before, self.after
+        busy = (after.machine_busy - before.machine_busy) / (
+            after.machine_total - before.machine_total
+        )
+        return (
+            f"{self.name}: CPU per request: API process "
+            f"{(after.api - before.api) / requests * 1e3:.1f} ms, clients "
+            f"{(after.clients - before.clients) / requests * 1e3:.1f} ms; all "
+            f"{os.cpu_count()} cores {busy:.0%} busy (API, clients and the training search)"
+        )
+
+
+def measure(name: str, api_pid: int, run: Coroutine[Any, Any, Tally], seconds: float) -> Phase:
+    """Run one load phase (``run``, ``seconds`` long) and clock the CPU around it."""
+    before = CpuClock.read(api_pid)
+    tally = asyncio.run(run)
+    return Phase(name, tally, seconds, before, CpuClock.read(api_pid))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data_dir", nargs="?", type=Path, default=FLOWERS)
@@ -151,43 +207,33 @@ def main() -> None:
         time.sleep(15)  # let training start
         board = service.client.get(f"/v1/searches/{search_id}/leaderboard").json()
         assert service.client.get(f"/v1/searches/{search_id}").json()["status"] == "running"
-        baseline = asyncio.run(
-            load(base_url, tokens[:1], search_id, Polling(args.interval, 10.0, lockstep=True))
-        )
-        before = CpuClock.read(service.api.pid)
-        loaded = asyncio.run(
-            load(base_url, tokens, search_id, Polling(args.interval, args.seconds, args.lockstep))
-        )
-        after = CpuClock.read(service.api.pid)
+        one = Polling(args.interval, 10.0, lockstep=True)
+        phases = [
+            measure(
+                "1 client (baseline)",
+                service.api.pid,
+                load(base_url, tokens[:1], search_id, one),
+                one.seconds,
+            )
+        ]
+        for revalidate in (False, True):
+            polling = Polling(args.interval, args.seconds, args.lockstep, revalidate)
+            name = f"{args.clients} clients, {'ETags' if revalidate else 'no ETags'}"
+            run = load(base_url, tokens, search_id, polling)
+            phases.append(measure(name, service.api.pid, run, polling.seconds))
         trials = len(service.client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"])
     grew = f"{len(board['trials'])} to {trials}"
     print(f"the search trained throughout; its leaderboard grew from {grew} trials")
     start = "all at once" if args.lockstep else "each from a random point of the interval"
     print(f"each client polls status and leaderboard every {args.interval:g} s, {start}")
-    header = ("requests", "req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms")
+    header = ("requests", "req/s", "errors", "304s", "p50 ms", "p95 ms", "p99 ms", "max ms")
     print(f"{'':>22} " + " ".join(f"{name:>8}" for name in header))
-    runs = (
-        ("1 client (baseline)", baseline, 10.0),
-        (f"{args.clients} clients", loaded, args.seconds),
-    )
-    for name, tally, seconds in runs:
-        values = tally.latencies
-        millis = [percentile(values, q) * 1e3 for q in (50, 95, 99)] + [max(values) * 1e3]
-        print(
-            f"{name:>22} {len(values):>8} {len(values) / seconds:>8.1f} {len(tally.errors):>8} "
-            + " ".join(f"{v:>8.1f}" for v in millis)
-        )
-    ratio = percentile(loaded.latencies, 99) / percentile(baseline.latencies, 99)
-    print(f"p99 ratio, {args.clients} clients / 1 client: {ratio:.1f}x")
-    requests = len(loaded.latencies)
-    busy = (after.machine_busy - before.machine_busy) / (after.machine_total - before.machine_total)
-    print(
-        f"CPU per request under load: API process {(after.api - before.api) / requests * 1e3:.1f}"
-        f" ms, clients {(after.clients - before.clients) / requests * 1e3:.1f} ms; "
-        f"all {os.cpu_count()} cores {busy:.0%} busy (API, clients and the training search)"
-    )
-    if loaded.errors:
-        print("first errors:", loaded.errors[:5])
+    for phase in phases:
+        print(phase.row())
+    for phase in phases[1:]:
+        print(phase.cpu())
+        if phase.tally.errors:
+            print("  first errors:", phase.tally.errors[:5])
 
 
 if __name__ == "__main__":

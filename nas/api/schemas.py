@@ -130,6 +130,8 @@ class SearchList(BaseModel):
     total: int
     limit: int
     offset: int
+    #: Pass as ``cursor`` for the next page; null on the last one.
+    next_cursor: str | None
 
 
 class Leaderboard(BaseModel):

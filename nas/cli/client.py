@@ -2,6 +2,8 @@
 
 Every failure, from the server (4xx, 5xx) or on the way to it (refused, timed out), is a
 :class:`ApiError` whose message says what went wrong in one line, with the server's own words.
+A search and its leaderboard are revalidated: asked again, the client sends the ETag of its
+last copy and reuses that copy on a 304, so polling an unchanged search costs the server little.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class NasClient:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        #: path -> (ETag, JSON) of the last answer of each revalidated path.
+        self._copies: dict[str, tuple[str, Any]] = {}
 
     def __enter__(self) -> NasClient:
         return self
@@ -69,17 +73,19 @@ class NasClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._json("POST", "/v1/searches", json=spec, headers=headers)
 
-    def searches(self, limit: int = 20, offset: int = 0) -> dict[str, Any]:
-        """A page of the caller's searches, newest first (``items``, ``total``)."""
-        return self._json("GET", "/v1/searches", params={"limit": limit, "offset": offset})
+    def searches(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """A page of the caller's searches, newest first (``items``, ``total``); pass a
+        page's ``next_cursor`` (None on the last page) as ``cursor`` for the next one."""
+        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        return self._json("GET", "/v1/searches", params=params)
 
     def search(self, search_id: str) -> dict[str, Any]:
         """The search's status and progress."""
-        return self._json("GET", f"/v1/searches/{search_id}")
+        return self._revalidated(f"/v1/searches/{search_id}")
 
     def leaderboard(self, search_id: str) -> dict[str, Any]:
         """Every trial of the search, ranked."""
-        return self._json("GET", f"/v1/searches/{search_id}/leaderboard")
+        return self._revalidated(f"/v1/searches/{search_id}/leaderboard")
 
     def models(self, search_id: str) -> list[dict[str, Any]]:
         """The exported models of the search, best first."""
@@ -112,6 +118,21 @@ class NasClient:
             finally:
                 partial.unlink(missing_ok=True)
         return target
+
+    def _revalidated(self, path: str) -> Any:
+        """The JSON at ``path``: the last copy if the server says it is unchanged (304)."""
+        copy = self._copies.get(path)
+        headers = {"If-None-Match": copy[0]} if copy else {}
+        with self._call():
+            response = self._http.get(path, headers=headers)
+        if response.status_code == httpx.codes.NOT_MODIFIED and copy:
+            return copy[1]
+        if response.is_error:
+            raise _error(response)
+        body = response.json()
+        if tag := response.headers.get("etag"):
+            self._copies[path] = (tag, body)
+        return body
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         with self._call():

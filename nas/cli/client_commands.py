@@ -203,6 +203,9 @@ def status(
         str | None, typer.Argument(help="A search's id; without one, list your searches.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Searches to list.")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="Where to start: the --cursor a previous page printed.")
+    ] = None,
     url: Url = DEFAULT_URL,
     token: Token = None,
 ) -> None:
@@ -215,7 +218,7 @@ def status(
                 table.add_row(f"[bold]{escape(name)}[/]", escape(value))
             console.print(table)
             return
-        page = client.searches(limit=limit)
+        page = client.searches(limit=limit, cursor=cursor)
     table = Table(title=f"Searches ({len(page['items'])} of {page['total']}, newest first)")
     for column in ("id", "dataset", "status", "trials", "best", "objective", "created"):
         table.add_column(column, no_wrap=column == "id")
@@ -230,6 +233,12 @@ def status(
             f"{moment(search['created_at']):%Y-%m-%d %H:%M:%S}",
         )
     console.print(table)
+    if page["next_cursor"]:
+        console.print(
+            f"older searches: nas status --cursor {page['next_cursor']}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

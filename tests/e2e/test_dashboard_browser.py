@@ -219,6 +219,18 @@ def drive(
     page.get_by_text("Models are exported when the search ends.").wait_for(state="detached")
     shot(page, "search-cancelled")
 
+    # Back on the finished search, its copies are revalidated (304s) and drawn again.
+    revalidated: list[str] = []
+    page.on("response", lambda r: revalidated.append(r.url) if r.status == 304 else None)
+    page.goto(f"{base_url}/#/searches/{finished}")
+    page.locator("h1", has_text=f"Search {finished[:12]}").wait_for()
+    assert rows(page) == [trial["trial_id"] for trial in board]
+    assert curve_points(page) == 4
+    assert sorted(url.removeprefix(base_url) for url in revalidated) == [
+        f"/v1/searches/{finished}",
+        f"/v1/searches/{finished}/leaderboard",
+    ]
+
     assert errors == [], errors
 
     # A refused token asks again.

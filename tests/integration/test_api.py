@@ -19,16 +19,10 @@ from nas.api import create_app
 from nas.core.settings import Settings
 from nas.core.specs import hyperband_trials
 from nas.core.store import Lease, SearchStatus, Store, TrialStatus
-from tests.support.factories import MINIMAL_SPACE, Body, search_body, submit
+from tests.support.factories import MINIMAL_SPACE, Body, error_locs, search_body, submit
 from tests.support.owners import ClientFactory
 
 Loc = tuple[str | int, ...]
-
-
-def error_locs(response: Response) -> list[Loc]:
-    """The ``loc`` of every error in a 422 answer."""
-    assert response.status_code == 422, response.text
-    return [tuple(error["loc"]) for error in response.json()["detail"]]
 
 
 def rejection(client: TestClient, body: Body) -> tuple[list[Loc], list[str]]:

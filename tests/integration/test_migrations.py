@@ -144,6 +144,32 @@ def test_downgrade_to_base_and_upgrade_again(bare_store: Store) -> None:
     assert [item.id for item in page.items] == [search.id]
 
 
+def test_revision_column_up_and_down(bare_store: Store) -> None:
+    migrate(bare_store.engine, "0004_test_accuracy")
+    with bare_store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO searches (id, owner, status, spec, trials_planned, created_at, "
+                "attempt, cancel_requested) VALUES ('a' || :pad, 'alice', 'queued', '{}', 1, "
+                ":now, 0, false)"
+            ),
+            {"pad": "0" * 31, "now": "2026-12-01 00:00:00"},
+        )
+
+    migrate(bare_store.engine)
+
+    columns = {column["name"] for column in inspect(bare_store.engine).get_columns("searches")}
+    assert "revision" in columns
+    revision = bare_store.get_revision("a" + "0" * 31)
+    assert revision is not None and revision.revision == 0, "existing searches start at 0"
+
+    downgrade(bare_store, "0004_test_accuracy")
+
+    columns = {column["name"] for column in inspect(bare_store.engine).get_columns("searches")}
+    assert "revision" not in columns
+    assert current_revision(bare_store.engine) == "0004_test_accuracy"
+
+
 # The ``nas`` command, as real processes ------------------------------------------------------
 
 

@@ -56,6 +56,12 @@ def submit(client: httpx.Client, body: Mapping[str, Any]) -> Body:
     return response.json()
 
 
+def error_locs(response: httpx.Response) -> list[tuple[str | int, ...]]:
+    """The ``loc`` of every error in a 422 answer."""
+    assert response.status_code == 422, response.text
+    return [tuple(error["loc"]) for error in response.json()["detail"]]
+
+
 def decoded_flowers(
     tmp_path_factory: pytest.TempPathFactory, size: int, per_class: int = 2
 ) -> ImageSet:

@@ -10,6 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
 from nas.api.auth import CallerDep
+from nas.api.conditional import NOT_MODIFIED, Representation, revalidated
+from nas.api.cursor import decode_cursor, encode_cursor
 from nas.api.deps import SearchDep, SettingsDep, StoreDep
 from nas.api.leaderboard_csv import leaderboard_csv
 from nas.api.schemas import (
@@ -32,6 +34,11 @@ from nas.core.store.ranking import leaderboard
 from nas.core.submission import check_submission
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_responses(503))
+
+# Declared before the search in each route: a 304 is answered before the search is read.
+SearchValidators = Annotated[Representation, Depends(revalidated("search"))]
+LeaderboardValidators = Annotated[Representation, Depends(revalidated("leaderboard"))]
+CsvValidators = Annotated[Representation, Depends(revalidated("leaderboard.csv"))]
 
 
 async def submitted_body_hash(request: Request) -> str:
@@ -113,22 +120,37 @@ def list_searches(
     store: StoreDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A page's next_cursor: the page after it, whatever was submitted since.",
+        ),
+    ] = None,
+    offset: Annotated[
+        int,
+        Query(ge=0, le=1_000_000_000, description="Searches to skip (after the cursor, if any)."),
+    ] = 0,
 ) -> SearchList:
-    """The caller's searches (everyone's for an admin), newest first."""
+    """The caller's searches (everyone's for an admin), newest first, a page at a time:
+    follow ``next_cursor`` (null on the last page) to the next one."""
     owner = None if caller.admin else caller.owner
-    page = store.list_searches(limit=limit, offset=offset, owner=owner)
+    after = None if cursor is None else decode_cursor(cursor)
+    page = store.list_searches(limit=limit, offset=offset, after=after, owner=owner)
     return SearchList(
         items=[SearchOut.of(search) for search in page.items],
         total=page.total,
         limit=limit,
         offset=offset,
+        next_cursor=None if page.next_key is None else encode_cursor(page.next_key),
     )
 
 
-@router.get("/{search_id}", responses=error_responses(404))
-def get_search(search: SearchDep) -> SearchOut:
-    """Status, progress, best trial so far and the accelerator used."""
+@router.get("/{search_id}", responses=error_responses(404) | NOT_MODIFIED)
+def get_search(validators: SearchValidators, search: SearchDep, response: Response) -> SearchOut:
+    """Status, progress, best trial so far and the accelerator used. Send the ETag back in
+    ``If-None-Match`` to get a 304 while nothing changed."""
+    response.headers.update(validators.headers(search))
     return SearchOut.of(search)
 
 
@@ -137,9 +159,13 @@ def _ranked_trials(search: SearchRecord, store: Store) -> list[TrialOut]:
     return [TrialOut.of(trial, rank) for rank, trial in ranked]
 
 
-@router.get("/{search_id}/leaderboard", responses=error_responses(404))
-def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
-    """Every trial ranked by the objective, with per-epoch history; updated every epoch."""
+@router.get("/{search_id}/leaderboard", responses=error_responses(404) | NOT_MODIFIED)
+def get_leaderboard(
+    validators: LeaderboardValidators, search: SearchDep, store: StoreDep, response: Response
+) -> Leaderboard:
+    """Every trial ranked by the objective, with per-epoch history; updated every epoch.
+    Send the ETag back in ``If-None-Match`` to get a 304 while nothing changed."""
+    response.headers.update(validators.headers(search))
     return Leaderboard(
         search_id=search.id,
         objective=search.spec["objective"],
@@ -151,15 +177,19 @@ def get_leaderboard(search: SearchDep, store: StoreDep) -> Leaderboard:
     "/{search_id}/leaderboard.csv",
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}, "description": "The leaderboard as CSV"}}
-    | error_responses(404),
+    | error_responses(404)
+    | NOT_MODIFIED,
 )
-def get_leaderboard_csv(search: SearchDep, store: StoreDep) -> Response:
+def get_leaderboard_csv(validators: CsvValidators, search: SearchDep, store: StoreDep) -> Response:
     """The leaderboard as a CSV download: rank, trial_id, status, score, test_accuracy,
     params, epochs, seconds, then one ``hp_NAME`` column per hyperparameter."""
     return Response(
         leaderboard_csv(_ranked_trials(search, store)),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{search.id}-leaderboard.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{search.id}-leaderboard.csv"',
+            **validators.headers(search),
+        },
     )
 
 

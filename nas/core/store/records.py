@@ -101,6 +101,29 @@ class SearchRecord:
     dataset_info: dict[str, Any] | None
     error: str | None
     attempts: tuple[AttemptRecord, ...]
+    #: Changes with every write to the search or its trials: what its ETags are made of.
+    revision: int = 0
+
+    @property
+    def key(self) -> SearchKey:
+        """Where the search sits in lists, newest first."""
+        return SearchKey(created_at=self.created_at, id=self.id)
+
+
+@dataclass(frozen=True)
+class SearchKey:
+    """The sort key of searches in lists (newest first): a page's cursor is its last one."""
+
+    created_at: datetime
+    id: str
+
+
+@dataclass(frozen=True)
+class SearchRevision:
+    """Who owns a search and how many times it was written: enough to revalidate a copy."""
+
+    owner: str
+    revision: int
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The store: every read and write of searches, trials, models and workers.
 
 Callers pass ids and get frozen records back. Each public method is one transaction;
-``_transaction`` is the one place that commits or rolls back.
+``_transaction`` is the one place that commits or rolls back. Every write to a search, its
+trials or its models bumps the search's revision in that transaction, through ``_revised``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, func, select, tuple_, update
+from sqlalchemy import Engine, Update, and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -35,7 +36,9 @@ from nas.core.store.records import (
     AttemptRecord,
     ExportedModel,
     Lease,
+    SearchKey,
     SearchRecord,
+    SearchRevision,
     SearchStatus,
     TokenRecord,
     TrialRecord,
@@ -98,6 +101,8 @@ class SearchPage:
 
     items: tuple[SearchRecord, ...]
     total: int
+    #: Where the next page starts (the key of this one's last search); None on the last page.
+    next_key: SearchKey | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,7 @@ class Store:
             created_at=utcnow(),
             attempt=0,
             cancel_requested=False,
+            revision=0,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
@@ -228,6 +234,19 @@ class Store:
             return None if row is None else _search_records(session, [row])[0]
 
     @retried
+    def get_revision(self, search_id: str) -> SearchRevision | None:
+        """The search's owner and revision, or None: one row of one table, none of its trials."""
+        with self._transaction() as session:
+            found = session.execute(
+                select(SearchRow.owner, SearchRow.revision).where(SearchRow.id == search_id)
+            ).first()
+            return (
+                None
+                if found is None
+                else SearchRevision(owner=found.owner, revision=found.revision)
+            )
+
+    @retried
     def is_cancel_requested(self, search_id: str) -> bool:
         """Whether the user asked this search to stop."""
         with self._transaction() as session:
@@ -236,19 +255,31 @@ class Store:
             )
 
     @retried
-    def list_searches(self, *, limit: int, offset: int, owner: str | None) -> SearchPage:
-        """Searches of ``owner`` (of everyone when None), newest first."""
+    def list_searches(
+        self,
+        *,
+        limit: int,
+        owner: str | None,
+        offset: int = 0,
+        after: SearchKey | None = None,
+    ) -> SearchPage:
+        """Searches of ``owner`` (of everyone when None), newest first: those older than
+        ``after`` (a page's ``next_key``, stable however many are submitted meanwhile), less
+        the first ``offset``."""
         mine = () if owner is None else (SearchRow.owner == owner,)
+        older = () if after is None else (_older_than(after),)
         with self._transaction() as session:
             total = session.scalar(select(func.count()).select_from(SearchRow).where(*mine)) or 0
             rows = session.scalars(
                 select(SearchRow)
-                .where(*mine)
+                .where(*mine, *older)
                 .order_by(SearchRow.created_at.desc(), SearchRow.id.desc())
-                .limit(limit)
+                .limit(limit + 1)  # one more tells whether there is a next page
                 .offset(offset)
             ).all()
-            return SearchPage(items=tuple(_search_records(session, rows)), total=total)
+            items = tuple(_search_records(session, rows[:limit]))
+            next_key = items[-1].key if len(rows) > limit else None
+            return SearchPage(items=items, total=total, next_key=next_key)
 
     @retried
     def request_cancel(self, search_id: str) -> SearchRecord | None:
@@ -262,7 +293,7 @@ class Store:
                 row.finished_at = utcnow()
             elif row.status == SearchStatus.RUNNING:
                 row.cancel_requested = True
-            session.flush()
+            _revise(session, search_id)
             return _search_records(session, [row])[0]
 
     @retried
@@ -278,7 +309,7 @@ class Store:
             .scalar_subquery()
         )
         claim = (
-            update(SearchRow)
+            _revised(update(SearchRow))
             .where(SearchRow.id == oldest_queued, SearchRow.status == SearchStatus.QUEUED.value)
             .values(
                 status=SearchStatus.RUNNING.value,
@@ -358,6 +389,7 @@ class Store:
                     row.error = f"the worker stopped answering on each of {row.attempt} attempts"
                 else:
                     row.status = SearchStatus.QUEUED.value
+                _revise(session, row.id)
             return [row.id for row in rows]
 
     @retried
@@ -634,11 +666,12 @@ def _held_by(lease: Lease) -> tuple[Any, ...]:
 
 def _check_fence(session: Session, lease: Lease) -> bool:
     """Raise LeaseLostError unless ``lease`` still holds; return whether cancel was asked."""
-    # A no-op UPDATE takes the row lock, so a requeue cannot slip in before the write.
+    # The UPDATE takes the row lock, so a requeue cannot slip in before the write; and it is
+    # the revision bump of every fenced write (a check before writing files bumps it too,
+    # which only costs pollers one full answer).
     cancel_requested = session.execute(
-        update(SearchRow)
+        _revised(update(SearchRow))
         .where(*_held_by(lease))
-        .values(attempt=SearchRow.attempt)
         .returning(SearchRow.cancel_requested)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
@@ -654,6 +687,29 @@ def _held_row(session: Session, lease: Lease) -> SearchRow:
     if row is None:  # deleted under the row lock: not possible while the lease holds
         raise LeaseLostError(f"search {lease.search_id} attempt {lease.attempt} lost")
     return row
+
+
+def _revised(statement: Update) -> Update:
+    """``statement``, an UPDATE of searches, also bumping their revision: the one place
+    revisions change. In SQL, so concurrent writers each count (no read-modify-write)."""
+    return statement.values(revision=SearchRow.revision + 1)
+
+
+def _revise(session: Session, search_id: str) -> None:
+    """Bump the revision of a search whose row or trials this transaction changes."""
+    session.execute(
+        _revised(update(SearchRow))
+        .where(SearchRow.id == search_id)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def _older_than(key: SearchKey) -> Any:
+    """Searches after ``key`` in the newest-first order (spelled out, for the index)."""
+    return or_(
+        SearchRow.created_at < key.created_at,
+        and_(SearchRow.created_at == key.created_at, SearchRow.id < key.id),
+    )
 
 
 def _queued_count(session: Session, owner: str) -> int:
@@ -835,4 +891,5 @@ def _search_record(
         dataset_info=row.dataset_info,
         error=row.error,
         attempts=tuple(attempts),
+        revision=row.revision,
     )

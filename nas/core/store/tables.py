@@ -52,6 +52,8 @@ class SearchRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    #: Bumped by every write to the search, its trials or its models (what its ETags are of).
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AttemptRow(Base):

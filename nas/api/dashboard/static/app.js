@@ -1,9 +1,11 @@
 "use strict";
 // The dashboard: two views (#/ the searches, #/searches/ID one search) over the /v1 API,
-// with a token kept for this tab. Pages poll while something runs.
+// with a token kept for this tab. Pages poll while something runs; a search and its
+// leaderboard are revalidated (If-None-Match), so polling an unchanged one costs a 304.
 
 const POLL_MS = 3000;
 const PAGE_SIZE = 100; // leaderboard rows drawn at once
+const LIST_PAGE = 100; // searches fetched at once (the API's most)
 const CURVES = 10; // best trials drawn as learning curves, besides every running one
 const TOKEN_KEY = "nas-token";
 const LIVE = new Set(["queued", "running"]);
@@ -13,6 +15,7 @@ const view = document.getElementById("view");
 let generation = 0; // bumped on every navigation: stale polls stop
 let timer = null;
 let charts = [];
+const copies = new Map(); // path -> { etag, body }: the last answer of each revalidated path
 
 Chart.defaults.animation = false;
 Chart.defaults.maintainAspectRatio = false;
@@ -61,7 +64,9 @@ document.getElementById("token-form").addEventListener("submit", () => {
 });
 document.getElementById("change-token").addEventListener("click", () => askToken());
 
-/** fetch() with the bearer token; a 401 asks for another token, other errors throw. */
+/** fetch() with the bearer token; a 401 asks for another token, other errors throw (a 304
+ * is the caller's to handle). The browser's HTTP cache stays out of it: revalidation is
+ * done here, where the page can tell an unchanged answer from a new one. */
 async function api(path, options = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) {
@@ -69,15 +74,16 @@ async function api(path, options = {}) {
     throw new Unauthorized();
   }
   const response = await fetch(path, {
+    cache: "no-store",
     ...options,
-    headers: { Authorization: `Bearer ${token}` },
+    headers: { ...options.headers, Authorization: `Bearer ${token}` },
   });
   if (response.status === 401) {
     sessionStorage.removeItem(TOKEN_KEY);
     askToken("That token was refused: enter another.");
     throw new Unauthorized();
   }
-  if (!response.ok) {
+  if (!response.ok && response.status !== 304) {
     const body = await response.json().catch(() => ({}));
     throw new Error(`${response.status}: ${body.detail || response.statusText}`);
   }
@@ -85,6 +91,17 @@ async function api(path, options = {}) {
 }
 
 const getJSON = async (path) => (await api(path)).json();
+
+/** GET JSON, revalidated: sends the ETag of the last copy and reuses it on a 304; returns
+ * { etag, body }, the same object while nothing changed. */
+async function getRevalidated(path) {
+  const copy = copies.get(path);
+  const response = await api(path, copy ? { headers: { "If-None-Match": copy.etag } } : {});
+  if (response.status === 304 && copy) return copy;
+  const fresh = { etag: response.headers.get("etag"), body: await response.json() };
+  if (fresh.etag) copies.set(path, fresh);
+  return fresh;
+}
 
 /** Save an authenticated download: links cannot carry the token, so fetch it as a blob. */
 async function download(path, fallbackName) {
@@ -162,11 +179,24 @@ async function listPage(current) {
       rows),
     total,
   );
-  poll(current, async () => {
-    const page = await getJSON("v1/searches?limit=100");
-    rows.replaceChildren(...page.items.map(searchRow));
-    total.textContent = `${page.items.length} of ${page.total} searches, newest first.`;
-    return page.items.some((search) => LIVE.has(search.status));
+  let pages = 1; // pages of LIST_PAGE searches shown: "Older searches" adds one
+  const older = button("Older searches", () => {
+    pages += 1;
+    return refresh();
+  });
+  total.after(older);
+  const refresh = poll(current, async () => {
+    const items = [];
+    let page = { next_cursor: null };
+    for (let shown = 0; shown < pages && (shown === 0 || page.next_cursor); shown++) {
+      const after = page.next_cursor ? `&cursor=${encodeURIComponent(page.next_cursor)}` : "";
+      page = await getJSON(`v1/searches?limit=${LIST_PAGE}${after}`);
+      items.push(...page.items);
+    }
+    rows.replaceChildren(...items.map(searchRow));
+    total.textContent = `${items.length} of ${page.total} searches, newest first.`;
+    older.hidden = !page.next_cursor;
+    return items.some((search) => LIVE.has(search.status));
   });
 }
 
@@ -221,15 +251,20 @@ async function searchPage(current, id) {
   const scatter = scatterChart(canvases[2]);
   let modelsShown = false;
 
+  let drawn = [null, null]; // the answers on screen: redrawn only when one is new
+
   const refresh = poll(current, async () => {
-    const [search, leaderboard] = await Promise.all([
-      getJSON(base), getJSON(`${base}/leaderboard`)]);
-    head.replaceChildren(...searchHead(search, refresh));
-    board.update(leaderboard.trials);
-    const trials = leaderboard.trials;
-    drawCurves(accuracy, trials, "val_accuracy");
-    drawCurves(loss, trials, "val_loss");
-    drawScatter(scatter, trials, leaderboard.objective);
+    const answers = await Promise.all([getRevalidated(base), getRevalidated(`${base}/leaderboard`)]);
+    const [search, leaderboard] = answers.map((answer) => answer.body);
+    if (answers.some((answer, i) => answer !== drawn[i])) {
+      drawn = answers;
+      head.replaceChildren(...searchHead(search, refresh));
+      board.update(leaderboard.trials);
+      const trials = leaderboard.trials;
+      drawCurves(accuracy, trials, "val_accuracy");
+      drawCurves(loss, trials, "val_loss");
+      drawScatter(scatter, trials, leaderboard.objective);
+    }
     if (!LIVE.has(search.status) && !modelsShown) {
       modelsShown = true;
       await showModels(base, models);
