@@ -52,6 +52,9 @@ class SearchRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    ended_by: Mapped[str | None] = mapped_column(String(16))
+    wall_seconds: Mapped[float | None] = mapped_column(Float)
+    training_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class AttemptRow(Base):
@@ -85,6 +88,7 @@ class TrialRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ModelRow(Base):
