@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from nas.cli.launcher import settings_env, start_nas, stop_process
 from nas.core.settings import Settings
@@ -128,3 +129,23 @@ def test_a_budget_ends_the_search_on_time_and_a_hopeless_trial_stops_early(
         )
         assert done["wall_seconds"] >= BUDGET_SECONDS - 1
         assert done["wall_seconds"] >= done["training_seconds"]
+
+
+@pytest.mark.parametrize(
+    ("budget", "field"),
+    [
+        ({"seconds": 5}, ["body", "budget", "seconds"]),
+        ({"seconds": "soon"}, ["body", "budget", "seconds"]),
+        ({"minutes": 20}, ["body", "budget", "seconds"]),
+        ({"seconds": 60, "minutes": 1}, ["body", "budget", "minutes"]),
+    ],
+)
+def test_a_bad_budget_is_a_422_naming_its_field(
+    client: TestClient, data_root: Path, budget: dict, field: list[str]
+) -> None:
+    response = client.post(
+        "/v1/searches",
+        json={"dataset": {"path": str(data_root / "flowers")}, "budget": budget},
+    )
+    assert response.status_code == 422
+    assert field in [error["loc"] for error in response.json()["detail"]]

@@ -278,12 +278,32 @@ SPACE_VERSIONS: dict[int, type[ConvNetSpace] | type[CodelabV2Space]] = {
 }
 
 
+#: Epochs per trial a budget plans when the body gives none: enough for a cosine schedule to
+#: matter; the pruners and the budget end most trials before.
+BUDGET_EPOCHS = 20
+#: One trial planned per this many budget seconds (between 2 and 100) when the body gives no
+#: max_trials: the budget, not the count, is meant to end such a search.
+BUDGET_SECONDS_PER_TRIAL = 30
+
+
 class TunerSpec(_Strict):
     """Which KerasTuner algorithm runs and with what budget."""
 
     algorithm: Algorithm = "random"
-    max_trials: int = Field(10, ge=1, le=1000, description="Ignored by hyperband.")
-    epochs: int = Field(10, ge=1, le=1000, description="Epochs per trial (hyperband: max epochs).")
+    max_trials: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Ignored by hyperband. Without it, a budget plans one trial per "
+        f"{BUDGET_SECONDS_PER_TRIAL} s.",
+    )
+    epochs: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Epochs per trial (hyperband: max epochs). Without it, a budget plans "
+        f"{BUDGET_EPOCHS}.",
+    )
     batch_size: int = Field(32, ge=1, le=4096)
     seed: int | None = Field(None, ge=0)
     hyperband_factor: int = Field(3, ge=2, le=10)
@@ -320,14 +340,6 @@ class BudgetSpec(_Strict):
     seconds: int = Field(
         ..., ge=10, le=7 * 24 * 3600, description="Wall-clock seconds the search may run."
     )
-
-
-#: Epochs per trial a budget plans when the body gives none: enough for a cosine schedule to
-#: matter; the pruners and the budget end most trials before.
-BUDGET_EPOCHS = 20
-#: One trial planned per this many budget seconds (between 2 and 100) when the body gives no
-#: max_trials: the budget, not the count, is meant to end such a search.
-BUDGET_SECONDS_PER_TRIAL = 30
 
 
 def plan_for_budget(tuner: dict[str, Any], seconds: int) -> dict[str, Any]:

@@ -43,12 +43,8 @@ class SearchSetup:
     artifacts: SearchArtifacts
     journal: TrialJournal
     tuner: keras_tuner.Tuner
+    stop_rules: StopRules
     full_batches: bool
-
-    @property
-    def clock(self) -> SearchClock:
-        """The clock of the search's budget."""
-        return self.tuner.stop_rules.clock
 
     @property
     def images(self) -> ImageSet:
@@ -123,13 +119,14 @@ def prepare_search(
         epochs=spec.tuner.epochs,
         max_params=settings.limit_max_params,
     )
+    stop_rules = StopRules(spec, search_clock(search, spec), classes=len(data.images.class_names))
     tuner = build_tuner(
         spec,
         hypermodel,
         artifacts.tuner_dir,
         journal,
         interruptions,
-        StopRules(spec, search_clock(search, spec), classes=len(data.images.class_names)),
+        stop_rules,
         tf_strategy=placement.tf_strategy,
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
         tensorboard_dir=artifacts.tensorboard_dir,
@@ -142,6 +139,7 @@ def prepare_search(
         artifacts,
         journal,
         tuner,
+        stop_rules,
         full_batches=settings.full_batches,
     )
 
@@ -192,7 +190,7 @@ def run_search(
     if outcome == SearchStatus.SUCCEEDED and not models:
         store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
     elif outcome == SearchStatus.SUCCEEDED:
-        ended_by = EndedBy.BUDGET if setup.clock.expired() else EndedBy.MAX_TRIALS
+        ended_by = EndedBy.BUDGET if setup.stop_rules.clock.expired() else EndedBy.MAX_TRIALS
         store.finish_search(lease, outcome, ended_by=ended_by)
     else:
         store.finish_search(lease, outcome)
