@@ -120,6 +120,12 @@ class StopRules:
         return f"the search's budget of {self.clock.seconds:g} s ran out"
 
     @property
+    def patience_reason(self) -> str:
+        """The stop reason of a trial early stopping ended."""
+        tuner = self.spec.tuner
+        return f"patience: no better {self.spec.objective} for {tuner.patience} epochs"
+
+    @property
     def min_epochs(self) -> int:
         """Epochs a trial trains before a pruner may stop it."""
         return self.spec.tuner.min_epochs_before_pruning

@@ -91,7 +91,11 @@ class EpochReporter(keras.callbacks.Callback):
                 self._trial_id, epoch, metrics, self.model.count_params()
             )
             self._history.append(recorded)
-            reason = None if self.model.stop_training else self._pruning_reason()
+            # Already stopping here: the budget (its reason noted first) or early stopping.
+            if self.model.stop_training:
+                reason = self._stop_rules.patience_reason
+            else:
+                reason = self._pruning_reason()
         except LeaseLostError as error:
             raise LeaseLostInTrial(str(error)) from error
         if reason is not None:
