@@ -43,9 +43,11 @@ def one_photo_in_every_class(dest: Path, classes: int, copies: int) -> Path:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("parallel_trials", [1, 2])
 def test_a_budget_ends_the_search_on_time_and_a_hopeless_trial_stops_early(
-    settings: Settings, store: Store, tmp_path: Path
+    settings: Settings, store: Store, tmp_path: Path, parallel_trials: int
 ) -> None:
+    settings = settings.model_copy(update={"parallel_trials": parallel_trials})
     root = settings.data_roots[0]
     photos = copy_flowers_slice(root / "budget-flowers", per_class=8)
     hopeless = one_photo_in_every_class(root / "budget-hopeless", classes=3, copies=10)
@@ -128,7 +130,8 @@ def test_a_budget_ends_the_search_on_time_and_a_hopeless_trial_stops_early(
             sum(trial["seconds"] for trial in board), abs=0.01
         )
         assert done["wall_seconds"] >= BUDGET_SECONDS - 1
-        assert done["wall_seconds"] >= done["training_seconds"]
+        if parallel_trials == 1:  # trials in parallel train more seconds than pass
+            assert done["wall_seconds"] >= done["training_seconds"]
 
 
 @pytest.mark.parametrize(
