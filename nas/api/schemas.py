@@ -47,6 +47,7 @@ class TrialOut(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     test_accuracy: float | None = None
+    stop_reason: str | None = None
 
     @classmethod
     def of(cls, trial: TrialRecord, rank: int | None) -> TrialOut:
@@ -64,6 +65,7 @@ class TrialOut(BaseModel):
             started_at=trial.started_at,
             finished_at=trial.finished_at,
             test_accuracy=trial.test_accuracy,
+            stop_reason=trial.stop_reason,
         )
 
 
@@ -98,6 +100,9 @@ class SearchOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    ended_by: str | None = None
+    wall_seconds: float | None = None
+    training_seconds: float | None = None
 
     @classmethod
     def of(cls, search: SearchRecord) -> SearchOut:
@@ -122,6 +127,9 @@ class SearchOut(BaseModel):
             created_at=search.created_at,
             started_at=search.started_at,
             finished_at=search.finished_at,
+            ended_by=search.ended_by,
+            wall_seconds=search.wall_seconds,
+            training_seconds=search.training_seconds,
         )
 
 

@@ -24,6 +24,7 @@ from nas.cli.console import (
     format_score,
     leaderboard_table,
     moment,
+    spent,
     stdout_console,
 )
 
@@ -120,7 +121,7 @@ def watch(
     console.print(
         f"search {search_id} {search['status']}: {search['trials_done']}/"
         f"{search['trials_planned']} trials, best {objective} {best_score(search)}, "
-        f"{clock(elapsed)} elapsed",
+        f"{clock(elapsed)} elapsed{spent(search)}",
         markup=False,
     )
     if search["status"] != "succeeded":

@@ -62,8 +62,13 @@ def describe_architecture(hyperparameters: dict[str, Any]) -> str:
 
 
 def leaderboard_table(board: dict[str, Any], limit: int | None = None) -> Table:
-    """The leaderboard as a rich table, best first."""
-    table = Table(title=f"Leaderboard ({board['objective']})")
+    """The leaderboard as a rich table, best first, with the training seconds of all its
+    trials in the caption."""
+    total = sum(trial["seconds"] for trial in board["trials"])
+    table = Table(
+        title=f"Leaderboard ({board['objective']})",
+        caption=f"{len(board['trials'])} trials, {total:.1f} s of training in total",
+    )
     for column, justify in (
         ("rank", "right"),
         ("trial", "left"),
@@ -74,6 +79,7 @@ def leaderboard_table(board: dict[str, Any], limit: int | None = None) -> Table:
         ("epochs", "right"),
         ("seconds", "right"),
         ("architecture", "left"),
+        ("stopped early", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for trial in board["trials"][:limit]:
@@ -87,6 +93,7 @@ def leaderboard_table(board: dict[str, Any], limit: int | None = None) -> Table:
             str(trial["epochs"]),
             f"{trial['seconds']:.1f}",
             describe_architecture(trial["hyperparameters"]),
+            trial.get("stop_reason") or "",
         )
     return table
 
@@ -109,7 +116,8 @@ def clock(seconds: float | None) -> str:
 
 def elapsed_and_remaining(search: dict[str, Any]) -> tuple[float | None, float | None]:
     """Seconds the search has run, and an estimate of the seconds it has left (from the mean
-    time of its finished trials); None where not known yet."""
+    time of its finished trials, at most what is left of its budget); None where not known
+    yet."""
     started = moment(search["started_at"])
     if started is None:
         return None, None
@@ -117,9 +125,20 @@ def elapsed_and_remaining(search: dict[str, Any]) -> tuple[float | None, float |
     done, planned = search["trials_done"], search["trials_planned"]
     if search["status"] not in ACTIVE:
         return elapsed, 0.0
+    budget = (search["spec"].get("budget") or {}).get("seconds")
+    left_of_budget = None if budget is None else max(0.0, budget - elapsed)
     if not done:
-        return elapsed, None
-    return elapsed, elapsed / done * max(0, planned - done)
+        return elapsed, left_of_budget
+    estimate = elapsed / done * max(0, planned - done)
+    return elapsed, estimate if left_of_budget is None else min(estimate, left_of_budget)
+
+
+def spent(search: dict[str, Any]) -> str:
+    """What an ended search spent and which limit ended it, e.g. ``, 412.3 s of training,
+    ended by budget``; empty while it runs."""
+    if search.get("ended_by") is None:
+        return ""
+    return f", {search['training_seconds'] or 0:.1f} s of training, ended by {search['ended_by']}"
 
 
 def best_score(search: dict[str, Any]) -> str:

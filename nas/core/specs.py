@@ -278,12 +278,32 @@ SPACE_VERSIONS: dict[int, type[ConvNetSpace] | type[CodelabV2Space]] = {
 }
 
 
+#: Epochs per trial a budget plans when the body gives none: enough for a cosine schedule to
+#: matter; the pruners and the budget end most trials before.
+BUDGET_EPOCHS = 20
+#: One trial planned per this many budget seconds (between 2 and 100) when the body gives no
+#: max_trials: the budget, not the count, is meant to end such a search.
+BUDGET_SECONDS_PER_TRIAL = 30
+
+
 class TunerSpec(_Strict):
     """Which KerasTuner algorithm runs and with what budget."""
 
     algorithm: Algorithm = "random"
-    max_trials: int = Field(10, ge=1, le=1000, description="Ignored by hyperband.")
-    epochs: int = Field(10, ge=1, le=1000, description="Epochs per trial (hyperband: max epochs).")
+    max_trials: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Ignored by hyperband. Without it, a budget plans one trial per "
+        f"{BUDGET_SECONDS_PER_TRIAL} s.",
+    )
+    epochs: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Epochs per trial (hyperband: max epochs). Without it, a budget plans "
+        f"{BUDGET_EPOCHS}.",
+    )
     batch_size: int = Field(32, ge=1, le=4096)
     seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="NumPy's and Python's generators take 32 bits."
@@ -299,12 +319,38 @@ class TunerSpec(_Strict):
         None, ge=1, description="Bayesian: random trials before the model guides the search."
     )
     precision: Precision = "auto"
+    pruning: bool = Field(
+        True,
+        description="Stop hopeless trials early: one still at chance accuracy, and (random, "
+        "bayesian) one whose best objective is below the median of earlier trials' by then.",
+    )
+    min_epochs_before_pruning: int = Field(
+        3, ge=1, le=1000, description="Epochs a trial trains before a pruner may stop it."
+    )
 
     def planned_trials(self) -> int:
         """How many trials the tuner will run if the space is not exhausted first."""
         if self.algorithm != "hyperband":
             return self.max_trials
         return hyperband_trials(self.epochs, self.hyperband_factor)
+
+
+class BudgetSpec(_Strict):
+    """A search's time budget: wall-clock seconds from the search's first start (the training
+    seconds summed over its trials are recorded beside them)."""
+
+    seconds: int = Field(
+        ..., ge=10, le=7 * 24 * 3600, description="Wall-clock seconds the search may run."
+    )
+
+
+def plan_for_budget(tuner: dict[str, Any], seconds: int) -> dict[str, Any]:
+    """``tuner`` with the ``epochs`` and ``max_trials`` it leaves out planned for a budget."""
+    planned = {
+        "epochs": BUDGET_EPOCHS,
+        "max_trials": min(100, max(2, seconds // BUDGET_SECONDS_PER_TRIAL)),
+    }
+    return planned | tuner
 
 
 def hyperband_trials(max_epochs: int, factor: int) -> int:
@@ -336,6 +382,22 @@ class SearchSpec(_Strict):
     tuner: TunerSpec = TunerSpec()
     objective: Objective = "val_accuracy"
     export_top_k: int = Field(3, ge=1, le=20)
+    budget: BudgetSpec | None = Field(
+        None,
+        description="A time budget; without tuner.max_trials and tuner.epochs, the service "
+        "plans them to fit it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _planned_for_the_budget(cls, body: Any) -> Any:
+        # Before validation, so the stored spec shows the trials and epochs planned.
+        if not isinstance(body, dict) or not isinstance(body.get("budget"), dict):
+            return body
+        seconds, tuner = body["budget"].get("seconds"), body.get("tuner", {})
+        if type(seconds) is not int or not isinstance(tuner, dict):
+            return body  # the fields' own validation names what is wrong
+        return body | {"tuner": plan_for_budget(tuner, seconds)}
 
     @field_validator("space", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ class TrialJournal:
         self._maximize = objective_is_maximized(objective)
         self._started: dict[str, float] = {}
         self._best: dict[str, float] = {}
+        self._stop_reasons: dict[str, str] = {}
         self.cancel_requested = False
 
     def ensure_held(self) -> None:
@@ -32,10 +33,14 @@ class TrialJournal:
     def trial_started(self, trial_id: str, hyperparameters: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
         self._best.pop(trial_id, None)
+        self._stop_reasons.pop(trial_id, None)
         self._store.start_trial(self._lease, trial_id, _plain(hyperparameters))
         log.info("trial %s started: %s", trial_id, hyperparameters)
 
-    def epoch_ended(self, trial_id: str, epoch: int, logs: dict[str, Any], params: int) -> None:
+    def epoch_ended(
+        self, trial_id: str, epoch: int, logs: dict[str, Any], params: int
+    ) -> dict[str, float]:
+        """Record an epoch of a trial; returns its metrics as recorded."""
         metrics = {name: float(value) for name, value in logs.items() if _is_number(value)}
         value = metrics.get(self._objective)
         if value is not None and math.isfinite(value):
@@ -52,6 +57,20 @@ class TrialJournal:
             seconds=self._elapsed(trial_id),
         )
         self.cancel_requested = self.cancel_requested or state.cancel_requested
+        return metrics
+
+    def earlier_histories(self, trial_id: str) -> list[tuple[dict[str, float], ...]]:
+        """The per-epoch histories of the search's trials that started before ``trial_id``
+        (finished or still running in another trial process)."""
+        trials = self._store.list_trials(self._lease.search_id)
+        ids = [trial.trial_id for trial in trials]
+        before = trials[: ids.index(trial_id)] if trial_id in ids else trials
+        return [trial.history for trial in before if trial.history]
+
+    def trial_stopping(self, trial_id: str, reason: str) -> None:
+        """Note why a trial stops before its last epoch; recorded when it ends."""
+        self._stop_reasons.setdefault(trial_id, reason)
+        log.info("trial %s stops early: %s", trial_id, reason)
 
     def trial_ended(self, trial_id: str, *, completed: bool, error: str | None) -> None:
         status = TrialStatus.COMPLETED if completed else TrialStatus.FAILED
@@ -63,6 +82,7 @@ class TrialJournal:
             score=score,
             seconds=self._elapsed(trial_id),
             error=error,
+            stop_reason=self._stop_reasons.pop(trial_id, None),
         )
         log.info("trial %s %s, %s=%s", trial_id, status.value, self._objective, score)
 

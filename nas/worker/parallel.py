@@ -155,10 +155,12 @@ def trial_process_main(
     try:
         # After the environment: Keras reads KERAS_BACKEND when first imported.
         from nas.worker.search import run_trials
-        from nas.worker.tuning import SearchCancelled, SearchInterrupted
+        from nas.worker.tuning import BudgetSpent, SearchCancelled, SearchInterrupted
 
         try:
             run_trials(store, settings, lease, interruptions)
+        except BudgetSpent:
+            log.info("the search's budget is spent: no new trial")
         except SearchCancelled:
             sys.exit(EXIT_CANCELLED)
         except SearchInterrupted:

@@ -15,17 +15,19 @@ import keras_tuner
 from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
 from nas.core.specs import SearchSpec
-from nas.core.store import Lease, LeaseLostError, SearchStatus, Store
+from nas.core.store import EndedBy, Lease, LeaseLostError, SearchRecord, SearchStatus, Store
 from nas.hypermodels import build_hypermodel
 from nas.worker.batching import full_batches, validation_batch_size
+from nas.worker.budget import SearchClock
 from nas.worker.datasets import ImageSet
 from nas.worker.export import export_best_models
 from nas.worker.hardware import Placement, choose_precision, select_placement
 from nas.worker.journal import TrialJournal
 from nas.worker.parallel import trial_processes
+from nas.worker.pruning import StopRules
 from nas.worker.search_data import SearchData, load_search_data
 from nas.worker.signals import Interruptions
-from nas.worker.tuning import SearchCancelled, SearchInterrupted, build_tuner
+from nas.worker.tuning import BudgetSpent, SearchCancelled, SearchInterrupted, build_tuner
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class SearchSetup:
     artifacts: SearchArtifacts
     journal: TrialJournal
     tuner: keras_tuner.Tuner
+    stop_rules: StopRules
     full_batches: bool
 
     @property
@@ -66,30 +69,29 @@ class SearchSetup:
             "epochs": self.spec.tuner.epochs,
             "batch_size": batch_size,
             "validation_batch_size": validation_batch,
-            "callbacks": early_stopping(self.spec),
+            "callbacks": [],
             "verbose": 0,
         }
 
 
-def early_stopping(spec: SearchSpec) -> list[keras.callbacks.Callback]:
-    """Stops a trial whose objective has not improved for ``tuner.patience`` epochs."""
-    if not spec.tuner.patience:
-        return []
-    return [
-        keras.callbacks.EarlyStopping(
-            monitor=spec.objective,
-            mode="max" if spec.maximize else "min",
-            patience=spec.tuner.patience,
-        )
-    ]
+def leased_search(store: Store, lease: Lease) -> SearchRecord:
+    """The leased search as the store has it."""
+    search = store.get_search(lease.search_id)
+    if search is None:
+        raise LeaseLostError(f"search {lease.search_id} no longer exists")
+    return search
 
 
 def search_spec(store: Store, lease: Lease) -> SearchSpec:
     """The spec of the leased search."""
-    search = store.get_search(lease.search_id)
-    if search is None:
-        raise LeaseLostError(f"search {lease.search_id} no longer exists")
-    return SearchSpec.model_validate(search.spec)
+    return SearchSpec.model_validate(leased_search(store, lease).spec)
+
+
+def search_clock(search: SearchRecord, spec: SearchSpec) -> SearchClock:
+    """The clock of the search's budget, from its first start."""
+    if search.started_at is None:
+        raise LeaseLostError(f"search {search.id} was never started")
+    return SearchClock(search.started_at, spec.budget.seconds if spec.budget else None)
 
 
 def prepare_search(
@@ -97,7 +99,8 @@ def prepare_search(
 ) -> SearchSetup:
     """Load the search's data and build its tuner on this process's devices: the search
     process does, and so does each trial process of a search with several trials in flight."""
-    spec = search_spec(store, lease)
+    search = leased_search(store, lease)
+    spec = SearchSpec.model_validate(search.spec)
     placement = select_placement(settings.backend)
     precision = choose_precision(spec.tuner.precision, placement.accelerator)
     keras.mixed_precision.set_global_policy(precision)
@@ -116,12 +119,14 @@ def prepare_search(
         epochs=spec.tuner.epochs,
         max_params=settings.limit_max_params,
     )
+    stop_rules = StopRules(spec, search_clock(search, spec), classes=len(data.images.class_names))
     tuner = build_tuner(
         spec,
         hypermodel,
         artifacts.tuner_dir,
         journal,
         interruptions,
+        stop_rules,
         tf_strategy=placement.tf_strategy,
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
         tensorboard_dir=artifacts.tensorboard_dir,
@@ -134,6 +139,7 @@ def prepare_search(
         artifacts,
         journal,
         tuner,
+        stop_rules,
         full_batches=settings.full_batches,
     )
 
@@ -157,6 +163,8 @@ def run_search(
                 trials.serve(setup.tuner)
             else:
                 setup.tuner.search(**setup.fit_arguments())
+        except BudgetSpent:
+            pass  # the clock says so below
         except SearchCancelled:
             outcome = SearchStatus.CANCELLED
         except SearchInterrupted:
@@ -181,6 +189,9 @@ def run_search(
     store.record_models(lease, models)
     if outcome == SearchStatus.SUCCEEDED and not models:
         store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
+    elif outcome == SearchStatus.SUCCEEDED:
+        ended_by = EndedBy.BUDGET if setup.stop_rules.clock.expired() else EndedBy.MAX_TRIALS
+        store.finish_search(lease, outcome, ended_by=ended_by)
     else:
         store.finish_search(lease, outcome)
     return True

@@ -13,6 +13,7 @@ from nas.core.errors import LeaseLostError, NasError
 from nas.core.specs import SearchSpec
 from nas.worker.journal import TrialJournal
 from nas.worker.keras_tuner_adapter import PrivateTunerHooks, write_tuner_state_atomically
+from nas.worker.pruning import StopRules, early_stopping
 from nas.worker.signals import Interruptions
 
 TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
@@ -35,29 +36,47 @@ class SearchInterrupted(SearchStopped):
     """The worker is stopping (SIGTERM) or cancelling mid-epoch; the trial is rerun later."""
 
 
+class BudgetSpent(SearchStopped):
+    """The search's time budget is spent: no new trial starts."""
+
+
 class LeaseLostInTrial(LeaseLostError, keras_tuner.errors.FatalError):
     """The store's :class:`LeaseLostError`, raised inside a trial: KerasTuner re-raises a
     FatalError instead of counting a failed trial and going on to the next."""
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Sends each epoch's metrics to the journal; stops training on cancel or SIGTERM."""
+    """Sends each epoch's metrics to the journal; stops training on cancel or SIGTERM, at the
+    budget's deadline (at a batch boundary) and when a pruner gives up on the trial."""
 
-    def __init__(self, journal: TrialJournal, trial_id: str, interruptions: Interruptions) -> None:
+    def __init__(
+        self,
+        journal: TrialJournal,
+        trial_id: str,
+        interruptions: Interruptions,
+        stop_rules: StopRules,
+    ) -> None:
         super().__init__()
         self._journal = journal
         self._trial_id = trial_id
         self._interruptions = interruptions
+        self._stop_rules = stop_rules
+        self._history: list[dict[str, float]] = []
         self._epoch_started = time.perf_counter()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
         # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
-        return EpochReporter(self._journal, self._trial_id, self._interruptions)
+        return EpochReporter(self._journal, self._trial_id, self._interruptions, self._stop_rules)
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         # A *_begin hook keeps Keras's asynchronous batch dispatch on.
         if self._interruptions.requested:
             raise SearchInterrupted
+        if not self.model.stop_training and self._stop_rules.clock.expired():
+            # Keras ends the epoch after this batch, validates and stops: the trial still
+            # completes, with the epochs it trained.
+            self._journal.trial_stopping(self._trial_id, self._stop_rules.budget_reason)
+            self.model.stop_training = True
 
     on_test_batch_begin = on_train_batch_begin
 
@@ -66,17 +85,31 @@ class EpochReporter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self._epoch_started
+        metrics = (logs or {}) | {"epoch_seconds": seconds}
         try:
-            self._journal.epoch_ended(
-                self._trial_id,
-                epoch,
-                (logs or {}) | {"epoch_seconds": seconds},
-                self.model.count_params(),
+            recorded = self._journal.epoch_ended(
+                self._trial_id, epoch, metrics, self.model.count_params()
             )
+            self._history.append(recorded)
+            # Already stopping here: the budget (its reason noted first) or early stopping.
+            if self.model.stop_training:
+                reason = self._stop_rules.patience_reason
+            else:
+                reason = self._pruning_reason()
         except LeaseLostError as error:
             raise LeaseLostInTrial(str(error)) from error
+        if reason is not None:
+            self._journal.trial_stopping(self._trial_id, reason)
+            self.model.stop_training = True
         if self._journal.cancel_requested:
             self.model.stop_training = True
+
+    def _pruning_reason(self) -> str | None:
+        rules = self._stop_rules
+        earlier = []
+        if rules.needs_earlier_trials and len(self._history) >= rules.min_epochs:
+            earlier = self._journal.earlier_histories(self._trial_id)
+        return rules.pruning_reason(self._history, earlier)
 
 
 class ReportingTuner(PrivateTunerHooks):
@@ -84,7 +117,13 @@ class ReportingTuner(PrivateTunerHooks):
 
     journal: TrialJournal
     interruptions: Interruptions
+    stop_rules: StopRules
     tensorboard_dir: Path | None
+
+    def pre_create_trial(self) -> None:
+        super().pre_create_trial()  # type: ignore[misc]
+        if self.stop_rules.clock.expired():
+            raise BudgetSpent
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)  # type: ignore[misc]
@@ -93,7 +132,8 @@ class ReportingTuner(PrivateTunerHooks):
     def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         kwargs["callbacks"] = [
             *kwargs.get("callbacks", []),
-            EpochReporter(self.journal, trial.trial_id, self.interruptions),
+            *early_stopping(self.stop_rules.spec, trial.hyperparameters.values),
+            EpochReporter(self.journal, trial.trial_id, self.interruptions, self.stop_rules),
         ]
         if self.tensorboard_dir is not None:
             # KerasTuner gives each trial its own folder under log_dir, with its HParams.
@@ -125,6 +165,7 @@ def build_tuner(
     project_dir: Path,
     journal: TrialJournal,
     interruptions: Interruptions,
+    stop_rules: StopRules,
     *,
     tf_strategy: Any | None,
     overwrite: bool,
@@ -158,6 +199,7 @@ def build_tuner(
     tuner = tuner_class(**options)
     tuner.journal = journal
     tuner.interruptions = interruptions
+    tuner.stop_rules = stop_rules
     tuner.dtype_policy = keras.config.dtype_policy()
     tuner.distribution = keras.distribution.distribution()
     # Keras's TensorBoard callback writes through tf.summary: on another backend it would

@@ -129,16 +129,16 @@ def test_the_same_seed_tries_the_same_hyperparameters_in_the_same_order(
 
 
 def test_patience_stops_trials_early_on_the_objective() -> None:
-    from nas.worker.search import early_stopping
+    from nas.worker.pruning import early_stopping
 
     def spec(**tuner: Any) -> SearchSpec:
         return SearchSpec.model_validate(
             {"dataset": {"path": "/data"}, "objective": "val_loss", "tuner": tuner}
         )
 
-    (default,) = early_stopping(spec())
-    (patient,) = early_stopping(spec(patience=2))
+    (default,) = early_stopping(spec(), {})
+    (patient,) = early_stopping(spec(patience=2), {})
 
     assert (default.monitor, default.mode, default.patience) == ("val_loss", "min", 5)
     assert patient.patience == 2
-    assert early_stopping(spec(patience=0)) == early_stopping(spec(patience=None)) == []
+    assert early_stopping(spec(patience=0), {}) == early_stopping(spec(patience=None), {}) == []

@@ -182,7 +182,7 @@ def get_leaderboard(
 )
 def get_leaderboard_csv(validators: CsvValidators, search: SearchDep, store: StoreDep) -> Response:
     """The leaderboard as a CSV download: rank, trial_id, status, score, test_accuracy,
-    params, epochs, seconds, then one ``hp_NAME`` column per hyperparameter."""
+    params, epochs, seconds, stop_reason, then one ``hp_NAME`` column per hyperparameter."""
     return Response(
         leaderboard_csv(_ranked_trials(search, store)),
         media_type="text/csv; charset=utf-8",

@@ -11,6 +11,7 @@ from nas.core.errors import (
 from nas.core.store.records import (
     AttemptOutcome,
     AttemptRecord,
+    EndedBy,
     ExportedModel,
     Lease,
     SearchKey,
@@ -34,6 +35,7 @@ from nas.core.store.store import (
 __all__ = [
     "AttemptOutcome",
     "AttemptRecord",
+    "EndedBy",
     "ExportedModel",
     "IdempotencyConflictError",
     "Lease",

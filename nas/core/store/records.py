@@ -29,6 +29,18 @@ class TrialStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class EndedBy(StrEnum):
+    """The limit that ended a search."""
+
+    #: Its time budget was spent.
+    BUDGET = "budget"
+    #: The tuner ran all its trials (or the space had no more to give).
+    MAX_TRIALS = "max_trials"
+    CANCELLED = "cancelled"
+    #: Something went wrong; the search's error says what.
+    ERROR = "error"
+
+
 class AttemptOutcome(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -71,6 +83,8 @@ class TrialRecord:
     #: The test accuracy of the trial's exported model; None unless it was exported with
     #: test photos to measure.
     test_accuracy: float | None = None
+    #: Why the trial stopped before its last epoch (a pruner, the budget); None otherwise.
+    stop_reason: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -103,6 +117,13 @@ class SearchRecord:
     attempts: tuple[AttemptRecord, ...]
     #: Changes with every write to the search or its trials: what its ETags are made of.
     revision: int = 0
+
+    #: Which limit ended the search (see :class:`EndedBy`); None until it ends.
+    ended_by: str | None = None
+    #: Wall-clock seconds from the first start to the end, and training seconds summed over
+    #: its trials; None until it ends.
+    wall_seconds: float | None = None
+    training_seconds: float | None = None
 
     @property
     def key(self) -> SearchKey:

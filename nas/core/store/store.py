@@ -34,6 +34,7 @@ from nas.core.store.ranking import best_completed
 from nas.core.store.records import (
     AttemptOutcome,
     AttemptRecord,
+    EndedBy,
     ExportedModel,
     Lease,
     SearchKey,
@@ -289,7 +290,7 @@ class Store:
             if row is None:
                 return None
             if row.status == SearchStatus.QUEUED:
-                row.status = SearchStatus.CANCELLED.value
+                row.status, row.ended_by = SearchStatus.CANCELLED.value, EndedBy.CANCELLED.value
                 row.finished_at = utcnow()
             elif row.status == SearchStatus.RUNNING:
                 row.cancel_requested = True
@@ -384,8 +385,10 @@ class Store:
                 row.lease_expires_at = None
                 if row.cancel_requested:
                     row.status, row.finished_at = SearchStatus.CANCELLED.value, now
+                    row.ended_by = EndedBy.CANCELLED.value
                 elif row.attempt >= max_attempts:
                     row.status, row.finished_at = SearchStatus.FAILED.value, now
+                    row.ended_by = EndedBy.ERROR.value
                     row.error = f"the worker stopped answering on each of {row.attempt} attempts"
                 else:
                     row.status = SearchStatus.QUEUED.value
@@ -407,15 +410,33 @@ class Store:
         )
 
     @retried
-    def finish_search(self, lease: Lease, status: SearchStatus, error: str | None = None) -> None:
-        """End the attempt with a terminal status."""
+    def finish_search(
+        self,
+        lease: Lease,
+        status: SearchStatus,
+        error: str | None = None,
+        *,
+        ended_by: EndedBy | None = None,
+    ) -> None:
+        """End the attempt with a terminal status, recording which limit ended the search
+        (by default the one its status implies) and what it spent: wall-clock seconds from its
+        first start and training seconds summed over its trials."""
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
+        if ended_by is None:
+            ended_by = _ENDED_BY_DEFAULT[status]
         with self._transaction(write=True) as session:
             row = _held_row(session, lease)
             _end_attempt(session, row, AttemptOutcome(status.value), error=error)
-            row.status, row.error = status.value, error
-            row.finished_at, row.lease_expires_at = utcnow(), None
+            now = utcnow()
+            row.status, row.error, row.ended_by = status.value, error, ended_by.value
+            row.finished_at, row.lease_expires_at = now, None
+            row.wall_seconds = (now - row.started_at).total_seconds() if row.started_at else None
+            row.training_seconds = session.scalar(
+                select(func.coalesce(func.sum(TrialRow.seconds), 0.0)).where(
+                    TrialRow.search_id == lease.search_id
+                )
+            )
 
     def _write_fenced(self, lease: Lease, **values: Any) -> None:
         with self._transaction(write=True) as session:
@@ -441,7 +462,7 @@ class Store:
             row.status = TrialStatus.RUNNING.value
             row.hyperparameters = hyperparameters
             row.score, row.params, row.epochs, row.seconds = None, None, 0, 0.0
-            row.history, row.error = [], None
+            row.history, row.error, row.stop_reason = [], None, None
             row.started_at, row.finished_at = utcnow(), None
 
     @retried
@@ -478,12 +499,15 @@ class Store:
         score: float | None,
         seconds: float,
         error: str | None = None,
+        stop_reason: str | None = None,
     ) -> None:
-        """Close a trial as completed or failed."""
+        """Close a trial as completed or failed; ``stop_reason`` says why it stopped before
+        its last epoch (a pruner, the budget)."""
         with self._transaction(write=True) as session:
             _check_fence(session, lease)
             row = _trial_row(session, lease.search_id, trial_id)
             row.status, row.score, row.seconds, row.error = status.value, score, seconds, error
+            row.stop_reason = stop_reason
             row.finished_at = utcnow()
 
     @retried
@@ -648,6 +672,13 @@ class Store:
         with self._transaction() as session:
             rows = session.scalars(select(TokenRow).order_by(TokenRow.created_at, TokenRow.id))
             return [_token_record(row) for row in rows]
+
+
+_ENDED_BY_DEFAULT = {
+    SearchStatus.SUCCEEDED: EndedBy.MAX_TRIALS,
+    SearchStatus.FAILED: EndedBy.ERROR,
+    SearchStatus.CANCELLED: EndedBy.CANCELLED,
+}
 
 
 def create_store(database_url: str, *, retry_seconds: float = 0.0) -> Store:
@@ -861,6 +892,7 @@ def _trial_record(
         started_at=row.started_at,
         finished_at=row.finished_at,
         test_accuracy=test_accuracy,
+        stop_reason=row.stop_reason,
     )
 
 
@@ -892,4 +924,7 @@ def _search_record(
         error=row.error,
         attempts=tuple(attempts),
         revision=row.revision,
+        ended_by=row.ended_by,
+        wall_seconds=row.wall_seconds,
+        training_seconds=row.training_seconds,
     )

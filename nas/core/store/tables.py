@@ -54,6 +54,9 @@ class SearchRow(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     #: Bumped by every write to the search, its trials or its models (what its ETags are of).
     revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ended_by: Mapped[str | None] = mapped_column(String(16))
+    wall_seconds: Mapped[float | None] = mapped_column(Float)
+    training_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class AttemptRow(Base):
@@ -87,6 +90,7 @@ class TrialRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ModelRow(Base):

@@ -295,8 +295,21 @@ function searchHead(search, refresh) {
       + `created ${fmtTime(search.created_at)}`
       + (search.accelerator ? ` · ${search.accelerator.strategy}` : "")
       + (search.precision ? ` · ${search.precision}` : "")),
+    spentLine(search),
     search.error ? el("pre", { className: "error" }, search.error) : null,
   ].filter(Boolean);
+}
+
+/** The search's budget, and once it ended what it spent and which limit ended it. */
+function spentLine(search) {
+  const budget = search.spec.budget ? `budget ${search.spec.budget.seconds} s` : "no budget";
+  if (search.ended_by === null || search.ended_by === undefined) {
+    return el("p", { className: "muted", id: "spent" }, budget);
+  }
+  return el("p", { className: "muted", id: "spent" },
+    `${budget} · ${(search.wall_seconds ?? 0).toFixed(1)} s wall, `
+    + `${(search.training_seconds ?? 0).toFixed(1)} s of training in total · `
+    + `ended by ${search.ended_by}`);
 }
 
 // The leaderboard table: sorted and paged in the browser; only one page is drawn.
@@ -319,6 +332,7 @@ function leaderboardTable() {
       { key: "params", label: "Params", value: (t) => t.params, show: fmtInt },
       { key: "epochs", label: "Epochs", value: (t) => t.epochs },
       { key: "seconds", label: "Seconds", value: (t) => t.seconds, show: (v) => v.toFixed(1) },
+      { key: "stop_reason", label: "Stopped early", value: (t) => t.stop_reason },
       ...[...names].sort().map((name) => ({
         key: `hp:${name}`, label: name, value: (t) => t.hyperparameters[name] })),
     ];

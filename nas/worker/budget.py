@@ -1,0 +1,34 @@
+"""The clock a search's time budget runs on: wall-clock seconds from the search's first start.
+
+The start is the store's ``started_at`` (set when a worker first claims the search and kept
+across re-claims), so every process of a search (the search process, its trial processes, a
+worker that resumes it) reads the same clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class SearchClock:
+    """How much of a search's budget is spent; ``seconds`` None is no budget."""
+
+    started_at: datetime
+    seconds: float | None
+
+    def spent(self) -> float:
+        """Wall-clock seconds since the search first started."""
+        return (datetime.now(UTC) - self.started_at).total_seconds()
+
+    def remaining(self) -> float:
+        """Seconds of the budget left (never below 0); infinite without a budget."""
+        if self.seconds is None:
+            return math.inf
+        return max(0.0, self.seconds - self.spent())
+
+    def expired(self) -> bool:
+        """Whether the budget is spent: no new trial, and running ones stop."""
+        return self.seconds is not None and self.spent() >= self.seconds

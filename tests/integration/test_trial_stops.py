@@ -1,0 +1,102 @@
+"""Why a trial stops before its last epoch, through a real Keras fit: the epoch reporter
+applies the budget's deadline, the median rule (against earlier trials in a real store) and
+notes early stopping, and each reason reaches the trial's record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+
+from nas.core.specs import SearchSpec
+from nas.core.store import Lease, Store, TrialStatus
+from nas.worker.budget import SearchClock
+from nas.worker.journal import TrialJournal
+from nas.worker.pruning import StopRules, early_stopping
+from nas.worker.signals import Interruptions
+from nas.worker.tuning import EpochReporter
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+#: Validation labels: 7 of class 0 in 10, so a model that always says 0 scores 0.7.
+VALIDATION_LABELS = np.array([0] * 7 + [1] * 3)
+
+
+def leased_search(store: Store, **tuner: Any) -> tuple[SearchSpec, Lease]:
+    spec = SearchSpec.model_validate({"dataset": {"path": "/data"}, "tuner": tuner})
+    store.create_search(spec.model_dump(mode="json"), trials_planned=3, owner="stops")
+    lease = store.claim_next("stops-worker", lease_seconds=600)
+    assert lease is not None
+    return spec, lease
+
+
+def fit_always_class_zero(
+    journal: TrialJournal, rules: StopRules, trial_id: str, epochs: int
+) -> None:
+    """Train a model that always predicts class 0 (nothing it can learn) for ``epochs``."""
+    journal.trial_started(trial_id, {})
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(
+                2,
+                activation="softmax",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant([1.0, 0.0]),
+                trainable=False,
+            ),
+        ]
+    )
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images = np.zeros((16, 4), "float32")
+    model.fit(
+        images,
+        np.array([0, 1] * 8),
+        validation_data=(np.zeros((10, 4), "float32"), VALIDATION_LABELS),
+        epochs=epochs,
+        batch_size=4,
+        verbose=0,
+        callbacks=[
+            *early_stopping(rules.spec, {}),
+            EpochReporter(journal, trial_id, Interruptions(), rules),
+        ],
+    )
+    journal.trial_ended(trial_id, completed=True, error=None)
+
+
+def test_the_median_rule_stops_a_trial_below_earlier_ones(store: Store) -> None:
+    spec, lease = leased_search(store, patience=0, min_epochs_before_pruning=2)
+    journal = TrialJournal(store, lease, spec.objective)
+    for earlier in ("00", "01"):
+        journal.trial_started(earlier, {})
+        for epoch in range(3):
+            journal.epoch_ended(earlier, epoch, {"val_accuracy": 0.9}, params=10)
+        journal.trial_ended(earlier, completed=True, error=None)
+    rules = StopRules(spec, SearchClock(datetime.now(UTC), None), classes=2)
+
+    fit_always_class_zero(journal, rules, "02", epochs=6)
+
+    trial = store.list_trials(lease.search_id)[-1]
+    assert (trial.trial_id, trial.status, trial.epochs) == ("02", TrialStatus.COMPLETED, 2)
+    assert trial.stop_reason == (
+        "median rule: best val_accuracy 0.7 by epoch 2, below the median 0.9 of 2 earlier trials"
+    )
+
+
+def test_early_stopping_and_the_budget_say_why_they_stopped_a_trial(store: Store) -> None:
+    spec, lease = leased_search(store, patience=1, pruning=False)
+    journal = TrialJournal(store, lease, spec.objective)
+    unbounded = StopRules(spec, SearchClock(datetime.now(UTC), None), classes=2)
+    spent = StopRules(spec, SearchClock(datetime.now(UTC) - timedelta(seconds=60), 30), classes=2)
+
+    fit_always_class_zero(journal, unbounded, "00", epochs=6)
+    fit_always_class_zero(journal, spent, "01", epochs=6)
+
+    patient, cut = store.list_trials(lease.search_id)
+    assert patient.epochs == 2  # no better val_accuracy after the first epoch
+    assert patient.stop_reason == "patience: no better val_accuracy for 1 epochs"
+    assert cut.epochs == 1  # stopped at its first batch, validated once
+    assert cut.stop_reason == "the search's budget of 30 s ran out"
