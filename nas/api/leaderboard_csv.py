@@ -9,7 +9,17 @@ from collections.abc import Sequence
 from nas.api.schemas import TrialOut
 
 #: The columns every row has, before one ``hp_NAME`` column per hyperparameter.
-COLUMNS = ("rank", "trial_id", "status", "score", "test_accuracy", "params", "epochs", "seconds")
+COLUMNS = (
+    "rank",
+    "trial_id",
+    "status",
+    "score",
+    "test_accuracy",
+    "final_epochs",
+    "params",
+    "epochs",
+    "seconds",
+)
 HYPERPARAMETER_PREFIX = "hp_"
 
 

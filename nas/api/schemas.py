@@ -47,9 +47,12 @@ class TrialOut(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     test_accuracy: float | None = None
+    #: The epochs its architecture trained again from scratch on the training and validation
+    #: photos: ``test_accuracy`` is that model's. None when its own model was exported.
+    final_epochs: int | None = None
 
     @classmethod
-    def of(cls, trial: TrialRecord, rank: int | None) -> TrialOut:
+    def of(cls, trial: TrialRecord, rank: int | None, final_epochs: int | None = None) -> TrialOut:
         return cls(
             trial_id=trial.trial_id,
             rank=rank,
@@ -64,7 +67,30 @@ class TrialOut(BaseModel):
             started_at=trial.started_at,
             finished_at=trial.finished_at,
             test_accuracy=trial.test_accuracy,
+            final_epochs=final_epochs,
         )
+
+
+def final_epochs_by_trial(search: SearchRecord) -> dict[str, int]:
+    """The epochs of each trial whose architecture was trained to the end (and exported)."""
+    return {
+        training.trial_id: training.epochs
+        for training in search.final_training
+        if training.error is None
+    }
+
+
+class FinalTrainingOut(BaseModel):
+    """One of the best architectures trained again from scratch on the training and
+    validation photos once the search ended; ``error`` says why it was not exported."""
+
+    trial_id: str
+    rank: int
+    epochs: int
+    images: int
+    seconds: float
+    test_accuracy: float | None
+    error: str | None
 
 
 class AttemptOut(BaseModel):
@@ -98,9 +124,11 @@ class SearchOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    final_training: list[FinalTrainingOut] = []
 
     @classmethod
     def of(cls, search: SearchRecord) -> SearchOut:
+        best = search.best_trial
         return cls(
             id=search.id,
             owner=search.owner,
@@ -108,7 +136,11 @@ class SearchOut(BaseModel):
             spec=SearchSpec.model_validate(search.spec),
             trials_planned=search.trials_planned,
             trials_done=search.trials_done,
-            best_trial=TrialOut.of(search.best_trial, 1) if search.best_trial else None,
+            best_trial=(
+                TrialOut.of(best, 1, final_epochs_by_trial(search).get(best.trial_id))
+                if best
+                else None
+            ),
             accelerator=search.accelerator,
             precision=search.precision,
             dataset=search.dataset_info,
@@ -122,6 +154,10 @@ class SearchOut(BaseModel):
             created_at=search.created_at,
             started_at=search.started_at,
             finished_at=search.finished_at,
+            final_training=[
+                FinalTrainingOut(**{**vars(training), "seconds": round(training.seconds, 3)})
+                for training in search.final_training
+            ],
         )
 
 

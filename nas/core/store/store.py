@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -34,6 +34,7 @@ from nas.core.store.records import (
     AttemptOutcome,
     AttemptRecord,
     ExportedModel,
+    FinalTraining,
     Lease,
     SearchRecord,
     SearchStatus,
@@ -384,6 +385,11 @@ class Store:
             _end_attempt(session, row, AttemptOutcome(status.value), error=error)
             row.status, row.error = status.value, error
             row.finished_at, row.lease_expires_at = utcnow(), None
+
+    @retried
+    def record_final_training(self, lease: Lease, trainings: Sequence[FinalTraining]) -> None:
+        """Note how the search's best architectures were trained to the end."""
+        self._write_fenced(lease, final_training=[asdict(training) for training in trainings])
 
     def _write_fenced(self, lease: Lease, **values: Any) -> None:
         with self._transaction(write=True) as session:
@@ -835,4 +841,5 @@ def _search_record(
         dataset_info=row.dataset_info,
         error=row.error,
         attempts=tuple(attempts),
+        final_training=tuple(FinalTraining(**training) for training in row.final_training or ()),
     )

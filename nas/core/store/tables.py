@@ -52,6 +52,7 @@ class SearchRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    final_training: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class AttemptRow(Base):
