@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: KerasTuner's Hyperband records a trial's total epochs here (its history holds only the
 #: epochs of its last bracket round).
 HYPERBAND_EPOCHS = "tuner/epochs"
+#: The prefix of the values a tuner adds to a trial's hyperparameters for its own schedule.
+TUNER_VALUES = "tuner/"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ def train_to_the_end(
     trial_images, final_images = len(data.train), len(data.train) + len(data.validation)
     finals = []
     for rank, trial in enumerate(best, start=1):
+        if cancel_requested():
+            raise SearchCancelled
         record = records[trial.trial_id]
         remaining = remaining_seconds()
         share = None if remaining is None else remaining / (len(best) - rank + 1)
@@ -129,6 +133,10 @@ def train_final_model(
     batch_size = spec.tuner.batch_size
     if spec.tuner.seed is not None:
         keras.utils.set_random_seed(spec.tuner.seed)
+    hyperparameters = hyperparameters.copy()
+    for name in [name for name in hyperparameters.values if name.startswith(TUNER_VALUES)]:
+        # The Hyperband round the trial trained in would size its schedule, not ``epochs``.
+        del hyperparameters.values[name]
     hypermodel = build_hypermodel(
         spec.space,
         spec.dataset.image_size,
