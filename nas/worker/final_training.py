@@ -100,7 +100,11 @@ def train_to_the_end(
     for rank, trial in enumerate(best, start=1):
         if cancel_requested():
             raise SearchCancelled
-        record = records[trial.trial_id]
+        record = records.get(trial.trial_id)
+        if record is None:
+            reason = "the store has no record of the trial's epochs"
+            finals.append(_failed(trial.trial_id, rank, 0, final_images, reason))
+            continue
         remaining = remaining_seconds()
         share = None if remaining is None else remaining / (len(best) - rank + 1)
         epoch_seconds = seconds_per_epoch(record, trial_images, final_images)
@@ -178,14 +182,8 @@ def _train_one(
 ) -> FinalModel:
     data = setup.data
     images = len(data.train) + len(data.validation)
-
-    def failed(reason: str, seconds: float = 0.0) -> FinalModel:
-        log.warning("final training of trial %s failed: %s", trial.trial_id, reason)
-        training = FinalTraining(trial.trial_id, rank, epochs, images, seconds, None, reason)
-        return FinalModel(training, None)
-
     if epochs < 1:
-        return failed(no_time)
+        return _failed(trial.trial_id, rank, epochs, images, no_time)
     log.info(
         "training trial %s's architecture on %d photos for %d epochs",
         trial.trial_id,
@@ -198,9 +196,17 @@ def _train_one(
     except (SearchStopped, LeaseLostError):
         raise
     except Exception as error:  # any failure of training leaves the trial's own model
-        return failed(f"{type(error).__name__}: {error}", time.perf_counter() - started)
+        reason = f"{type(error).__name__}: {error}"
+        return _failed(trial.trial_id, rank, epochs, images, reason, time.perf_counter() - started)
     seconds = time.perf_counter() - started
     return FinalModel(FinalTraining(trial.trial_id, rank, epochs, images, seconds, None), model)
+
+
+def _failed(
+    trial_id: str, rank: int, epochs: int, images: int, reason: str, seconds: float = 0.0
+) -> FinalModel:
+    log.warning("final training of trial %s failed: %s", trial_id, reason)
+    return FinalModel(FinalTraining(trial_id, rank, epochs, images, seconds, None, reason), None)
 
 
 class FinalTrainingWatch(keras.callbacks.Callback):
