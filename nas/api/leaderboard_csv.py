@@ -15,6 +15,7 @@ COLUMNS = (
     "status",
     "score",
     "test_accuracy",
+    "final_epochs",
     "params",
     "epochs",
     "seconds",

@@ -48,9 +48,12 @@ class TrialOut(BaseModel):
     finished_at: datetime | None
     test_accuracy: float | None = None
     stop_reason: str | None = None
+    #: The epochs its architecture trained again from scratch on the training and validation
+    #: photos: ``test_accuracy`` is that model's. None when its own model was exported.
+    final_epochs: int | None = None
 
     @classmethod
-    def of(cls, trial: TrialRecord, rank: int | None) -> TrialOut:
+    def of(cls, trial: TrialRecord, rank: int | None, final_epochs: int | None = None) -> TrialOut:
         return cls(
             trial_id=trial.trial_id,
             rank=rank,
@@ -66,7 +69,30 @@ class TrialOut(BaseModel):
             finished_at=trial.finished_at,
             test_accuracy=trial.test_accuracy,
             stop_reason=trial.stop_reason,
+            final_epochs=final_epochs,
         )
+
+
+def final_epochs_by_trial(search: SearchRecord) -> dict[str, int]:
+    """The epochs of each trial whose architecture was trained to the end (and exported)."""
+    return {
+        training.trial_id: training.epochs
+        for training in search.final_training
+        if training.error is None
+    }
+
+
+class FinalTrainingOut(BaseModel):
+    """One of the best architectures trained again from scratch on the training and
+    validation photos once the search ended; ``error`` says why it was not exported."""
+
+    trial_id: str
+    rank: int
+    epochs: int
+    images: int
+    seconds: float
+    test_accuracy: float | None
+    error: str | None
 
 
 class AttemptOut(BaseModel):
@@ -103,9 +129,11 @@ class SearchOut(BaseModel):
     ended_by: str | None = None
     wall_seconds: float | None = None
     training_seconds: float | None = None
+    final_training: list[FinalTrainingOut] = []
 
     @classmethod
     def of(cls, search: SearchRecord) -> SearchOut:
+        best = search.best_trial
         return cls(
             id=search.id,
             owner=search.owner,
@@ -113,7 +141,11 @@ class SearchOut(BaseModel):
             spec=SearchSpec.model_validate(search.spec),
             trials_planned=search.trials_planned,
             trials_done=search.trials_done,
-            best_trial=TrialOut.of(search.best_trial, 1) if search.best_trial else None,
+            best_trial=(
+                TrialOut.of(best, 1, final_epochs_by_trial(search).get(best.trial_id))
+                if best
+                else None
+            ),
             accelerator=search.accelerator,
             precision=search.precision,
             dataset=search.dataset_info,
@@ -130,6 +162,10 @@ class SearchOut(BaseModel):
             ended_by=search.ended_by,
             wall_seconds=search.wall_seconds,
             training_seconds=search.training_seconds,
+            final_training=[
+                FinalTrainingOut(**{**vars(training), "seconds": round(training.seconds, 3)})
+                for training in search.final_training
+            ],
         )
 
 

@@ -382,6 +382,15 @@ class SearchSpec(_Strict):
     tuner: TunerSpec = TunerSpec()
     objective: Objective = "val_accuracy"
     export_top_k: int = Field(3, ge=1, le=20)
+    final_top_k: int = Field(
+        1,
+        ge=0,
+        le=20,
+        description="The best architectures trained again from scratch on the training and "
+        "validation photos once the search ends, exported and tested in their trials' place "
+        "(at most export_top_k); 0 exports the trials' own models.",
+    )
+
     budget: BudgetSpec | None = Field(
         None,
         description="A time budget; without tuner.max_trials and tuner.epochs, the service "

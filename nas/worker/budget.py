@@ -11,6 +11,10 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+#: The share of a time budget kept for training the best architectures to the end (when the
+#: search trains any): exploration stops handing out trials once the rest is spent.
+FINAL_TRAINING_SHARE = 0.4
+
 
 @dataclass(frozen=True)
 class SearchClock:
@@ -32,3 +36,10 @@ class SearchClock:
     def expired(self) -> bool:
         """Whether the budget is spent: no new trial, and running ones stop."""
         return self.seconds is not None and self.spent() >= self.seconds
+
+    def exploration(self, reserve: float) -> SearchClock:
+        """The clock exploration runs on: this one, less the ``reserve`` share of its budget
+        kept for what follows it."""
+        if self.seconds is None:
+            return self
+        return SearchClock(self.started_at, self.seconds * (1.0 - reserve))

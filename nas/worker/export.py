@@ -10,7 +10,7 @@ import shutil
 import tarfile
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,19 @@ def savedmodel_available() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
+def best_completed_trials(
+    tuner: keras_tuner.Tuner, top_k: int
+) -> list[keras_tuner.engine.trial.Trial]:
+    """The ``top_k`` best trials that completed, best first."""
+    # KerasTuner pads its best trials with unfinished ones when fewer than top_k completed
+    # (a search cancelled in its first trial): those have no checkpoint to export.
+    return [
+        trial
+        for trial in tuner.oracle.get_best_trials(top_k)
+        if trial.status == keras_tuner.engine.trial.TrialStatus.COMPLETED
+    ]
+
+
 def export_best_models(
     tuner: keras_tuner.Tuner,
     *,
@@ -41,24 +54,17 @@ def export_best_models(
     image_size: int,
     test: ImageSet | None = None,
     batch_size: int = 32,
+    trained_to_the_end: Mapping[str, keras.Model] | None = None,
 ) -> list[ExportedModel]:
     """Write the ``top_k`` best completed trials' models and describe them; with ``test``
-    photos, each model's accuracy on them is measured too."""
+    photos, each model's accuracy on them is measured too. A trial with a model in
+    ``trained_to_the_end`` (by trial id) has that model exported instead of its checkpoint."""
     exported = []
-    # KerasTuner pads its best trials with unfinished ones when fewer than top_k completed
-    # (a search cancelled in its first trial): those have no checkpoint to export.
-    best = tuner.oracle.get_best_trials(top_k)
-    completed = [
-        trial for trial in best if trial.status == keras_tuner.engine.trial.TrialStatus.COMPLETED
-    ]
-    for rank, trial in enumerate(completed, start=1):
-        with warnings.catch_warnings():
-            # Checkpoints hold the weights only; the fresh optimizer is built just below.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = tuner.load_model(trial)
-        if model.optimizer is not None and not model.optimizer.built:
-            # Built, so the .keras file loads without an optimizer-mismatch warning.
-            model.optimizer.build(model.trainable_variables)
+    retrained = trained_to_the_end or {}
+    for rank, trial in enumerate(best_completed_trials(tuner, top_k), start=1):
+        model = retrained.get(trial.trial_id)
+        if model is None:
+            model = _checkpoint_model(tuner, trial)
         files = artifacts.model(rank)
         if files.directory.exists():
             shutil.rmtree(files.directory)
@@ -78,6 +84,19 @@ def export_best_models(
         )
         log.info("exported trial %s as rank %d (%s)", trial.trial_id, rank, ", ".join(formats))
     return exported
+
+
+def _checkpoint_model(
+    tuner: keras_tuner.Tuner, trial: keras_tuner.engine.trial.Trial
+) -> keras.Model:
+    with warnings.catch_warnings():
+        # Checkpoints hold the weights only; the fresh optimizer is built just below.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model = tuner.load_model(trial)
+    if model.optimizer is not None and not model.optimizer.built:
+        # Built, so the .keras file loads without an optimizer-mismatch warning.
+        model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def serving_model(model: keras.Model) -> keras.Model:

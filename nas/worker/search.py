@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import keras
@@ -15,19 +15,29 @@ import keras_tuner
 from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
 from nas.core.specs import SearchSpec
-from nas.core.store import EndedBy, Lease, LeaseLostError, SearchRecord, SearchStatus, Store
+from nas.core.store import (
+    EndedBy,
+    ExportedModel,
+    FinalTraining,
+    Lease,
+    LeaseLostError,
+    SearchRecord,
+    SearchStatus,
+    Store,
+)
 from nas.hypermodels import build_hypermodel
 from nas.worker.batching import full_batches, validation_batch_size
-from nas.worker.budget import SearchClock
+from nas.worker.budget import FINAL_TRAINING_SHARE, SearchClock
 from nas.worker.datasets import ImageSet
-from nas.worker.export import export_best_models
+from nas.worker.export import best_completed_trials, export_best_models
+from nas.worker.final_training import FinalModel, train_to_the_end
 from nas.worker.hardware import Placement, choose_precision, select_placement
 from nas.worker.journal import TrialJournal
 from nas.worker.parallel import trial_processes
 from nas.worker.pruning import StopRules
 from nas.worker.search_data import SearchData, load_search_data
 from nas.worker.signals import Interruptions
-from nas.worker.tuning import BudgetSpent, SearchCancelled, SearchInterrupted, build_tuner
+from nas.worker.tuning import BudgetSpent, SearchInterrupted, SearchStopped, build_tuner
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,8 @@ class SearchSetup:
     journal: TrialJournal
     tuner: keras_tuner.Tuner
     stop_rules: StopRules
+    #: The whole budget's clock (``stop_rules`` run on exploration's share of it).
+    clock: SearchClock
     full_batches: bool
 
     @property
@@ -119,7 +131,10 @@ def prepare_search(
         epochs=spec.tuner.epochs,
         max_params=settings.limit_max_params,
     )
-    stop_rules = StopRules(spec, search_clock(search, spec), classes=len(data.images.class_names))
+    clock = search_clock(search, spec)
+    # Exploration stops short of the budget when the best architectures train to the end.
+    reserve = FINAL_TRAINING_SHARE if spec.final_top_k else 0.0
+    stop_rules = StopRules(spec, clock.exploration(reserve), classes=len(data.images.class_names))
     tuner = build_tuner(
         spec,
         hypermodel,
@@ -140,6 +155,7 @@ def prepare_search(
         journal,
         tuner,
         stop_rules,
+        clock,
         full_batches=settings.full_batches,
     )
 
@@ -147,7 +163,8 @@ def prepare_search(
 def run_search(
     store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
 ) -> bool:
-    """Load the data, tune, export the best models and close the search.
+    """Load the data, tune, train the best architectures to the end, export the best models
+    and close the search.
 
     Returns False when SIGTERM interrupted it before the end (and nobody cancelled it):
     the search is left as it is, for the worker to give back to the queue.
@@ -157,21 +174,25 @@ def run_search(
     with crew or contextlib.nullcontext() as trials:
         setup = prepare_search(store, settings, lease, interruptions)
         _record_run_context(store, lease, setup, in_flight)
-        outcome = SearchStatus.SUCCEEDED
         try:
             if trials is not None:
                 trials.serve(setup.tuner)
             else:
                 setup.tuner.search(**setup.fit_arguments())
+            outcome: SearchStatus | None = SearchStatus.SUCCEEDED
         except BudgetSpent:
-            pass  # the clock says so below
-        except SearchCancelled:
-            outcome = SearchStatus.CANCELLED
-        except SearchInterrupted:
-            if not store.is_cancel_requested(lease.search_id):
-                log.info("interrupted; the search goes back to the queue and resumes later")
-                return False
-            outcome = SearchStatus.CANCELLED
+            outcome = SearchStatus.SUCCEEDED  # the exploration clock says so below
+        except SearchStopped as stopped:
+            outcome = _stopped_outcome(store, lease, stopped)
+    finals: list[FinalModel] = []
+    if outcome == SearchStatus.SUCCEEDED:
+        try:
+            finals = _train_to_the_end(store, lease, setup, interruptions)
+        except SearchStopped as stopped:
+            outcome = _stopped_outcome(store, lease, stopped)
+    if outcome is None:
+        log.info("interrupted; the search goes back to the queue and resumes later")
+        return False
     if outcome == SearchStatus.CANCELLED:
         log.info("cancelled by the user; exporting the best finished trials")
 
@@ -185,8 +206,13 @@ def run_search(
         image_size=spec.dataset.image_size,
         test=setup.data.test,
         batch_size=spec.tuner.batch_size,
+        trained_to_the_end={
+            final.training.trial_id: final.model for final in finals if final.model is not None
+        },
     )
     store.record_models(lease, models)
+    if finals:
+        store.record_final_training(lease, _with_test_accuracy(finals, models))
     if outcome == SearchStatus.SUCCEEDED and not models:
         store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
     elif outcome == SearchStatus.SUCCEEDED:
@@ -195,6 +221,48 @@ def run_search(
     else:
         store.finish_search(lease, outcome)
     return True
+
+
+def _stopped_outcome(store: Store, lease: Lease, stopped: SearchStopped) -> SearchStatus | None:
+    """CANCELLED for a search the user cancelled; None for one the worker's SIGTERM stopped,
+    which goes back to the queue."""
+    if isinstance(stopped, SearchInterrupted) and not store.is_cancel_requested(lease.search_id):
+        return None
+    return SearchStatus.CANCELLED
+
+
+def _train_to_the_end(
+    store: Store, lease: Lease, setup: SearchSetup, interruptions: Interruptions
+) -> list[FinalModel]:
+    """The final trainings of the search's best ``final_top_k`` architectures."""
+    spec = setup.spec
+    best = best_completed_trials(setup.tuner, min(spec.final_top_k, spec.export_top_k))
+    if not best:
+        return []
+    return train_to_the_end(
+        setup,
+        best,
+        {trial.trial_id: trial for trial in store.list_trials(lease.search_id)},
+        # With a time budget, what its whole clock has left (exploration stopped short of it,
+        # leaving FINAL_TRAINING_SHARE); without one, None trains each architecture for the
+        # epochs its trial trained.
+        remaining_seconds=lambda: None if setup.clock.seconds is None else setup.clock.remaining(),
+        interruptions=interruptions,
+        cancel_requested=lambda: store.is_cancel_requested(lease.search_id),
+    )
+
+
+def _with_test_accuracy(
+    finals: list[FinalModel], models: list[ExportedModel]
+) -> list[FinalTraining]:
+    """The final trainings, each with the test accuracy of its exported model."""
+    accuracy = {model.trial_id: model.test_accuracy for model in models}
+    return [
+        replace(final.training, test_accuracy=accuracy.get(final.training.trial_id))
+        if final.model is not None
+        else final.training
+        for final in finals
+    ]
 
 
 def _record_run_context(store: Store, lease: Lease, setup: SearchSetup, in_flight: int) -> None:

@@ -278,6 +278,7 @@ def test_tables_piped_to_a_file_are_whole(idle_service: Service, store: Store) -
             "completed",
             f"{trial['score']:.4f}",
             "-",
+            "-",
             f"{trial['params']:,}",
             "1",
             f"{trial['seconds']:.1f}",

@@ -165,7 +165,7 @@ def drive(
     (best,) = api.get(f"/v1/searches/{finished}/models").json()["models"]
     test_accuracy = f"{best['test_accuracy']:.4f}"
     assert f"test accuracy {test_accuracy}" in page.inner_text("li[data-rank='1']")
-    best_row = page.locator(f"table.board tbody tr:has(td:text-is('{best['trial_id']}'))")
+    best_row = page.locator(f"table.board tbody tr[data-trial='{best['trial_id']}']")
     assert best_row.locator("td:nth-child(5)").inner_text() == test_accuracy
     shot(page, "search-finished")
     savedmodel = downloaded(page, "Download SavedModel (.tar.gz)")

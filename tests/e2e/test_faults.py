@@ -196,6 +196,7 @@ def test_cancel_running_search_stops_it_and_keeps_finished_trials(
         assert trials[trial.trial_id] == trial
     assert len(trials) < 6
     assert [model.trial_id for model in store.list_models(search_id)], "best finished exported"
+    assert search.final_training == (), "a cancelled search trains nothing to the end"
 
 
 def test_cancel_queued_search_never_starts(

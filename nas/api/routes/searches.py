@@ -20,6 +20,7 @@ from nas.api.schemas import (
     SearchOut,
     TrialOut,
     error_responses,
+    final_epochs_by_trial,
 )
 from nas.core.caps import check_caps
 from nas.core.specs import SearchSpec
@@ -156,7 +157,8 @@ def get_search(validators: SearchValidators, search: SearchDep, response: Respon
 
 def _ranked_trials(search: SearchRecord, store: Store) -> list[TrialOut]:
     ranked = leaderboard(store.list_trials(search.id), search.spec["objective"])
-    return [TrialOut.of(trial, rank) for rank, trial in ranked]
+    final_epochs = final_epochs_by_trial(search)
+    return [TrialOut.of(trial, rank, final_epochs.get(trial.trial_id)) for rank, trial in ranked]
 
 
 @router.get("/{search_id}/leaderboard", responses=error_responses(404) | NOT_MODIFIED)

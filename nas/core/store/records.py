@@ -93,6 +93,24 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class FinalTraining:
+    """One of the search's best architectures trained again from scratch on the training and
+    validation photos once exploration ended; its model is exported in the trial's place."""
+
+    trial_id: str
+    #: The rank of the trial (and of its exported model).
+    rank: int
+    epochs: int
+    #: How many photos it trained on: the search's training and validation photos.
+    images: int
+    seconds: float
+    #: Accuracy on the search's test photos; None without any.
+    test_accuracy: float | None
+    #: Why it failed (the trial's own checkpoint was exported instead); None when it did not.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class SearchRecord:
     """A search job and how far it got."""
 
@@ -124,6 +142,9 @@ class SearchRecord:
     #: its trials; None until it ends.
     wall_seconds: float | None = None
     training_seconds: float | None = None
+
+    #: The final trainings of its best architectures, best first (none before the search ends).
+    final_training: tuple[FinalTraining, ...] = ()
 
     @property
     def key(self) -> SearchKey:

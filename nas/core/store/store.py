@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -36,6 +36,7 @@ from nas.core.store.records import (
     AttemptRecord,
     EndedBy,
     ExportedModel,
+    FinalTraining,
     Lease,
     SearchKey,
     SearchRecord,
@@ -437,6 +438,11 @@ class Store:
                     TrialRow.search_id == lease.search_id
                 )
             )
+
+    @retried
+    def record_final_training(self, lease: Lease, trainings: Sequence[FinalTraining]) -> None:
+        """Note how the search's best architectures were trained to the end."""
+        self._write_fenced(lease, final_training=[asdict(training) for training in trainings])
 
     def _write_fenced(self, lease: Lease, **values: Any) -> None:
         with self._transaction(write=True) as session:
@@ -927,4 +933,5 @@ def _search_record(
         ended_by=row.ended_by,
         wall_seconds=row.wall_seconds,
         training_seconds=row.training_seconds,
+        final_training=tuple(FinalTraining(**training) for training in row.final_training or ()),
     )

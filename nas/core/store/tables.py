@@ -57,6 +57,7 @@ class SearchRow(Base):
     ended_by: Mapped[str | None] = mapped_column(String(16))
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     training_seconds: Mapped[float | None] = mapped_column(Float)
+    final_training: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class AttemptRow(Base):

@@ -329,6 +329,7 @@ function leaderboardTable() {
       { key: "score", label: "Score", value: (t) => t.score, show: fmtScore },
       { key: "test_accuracy", label: "Test accuracy", value: (t) => t.test_accuracy,
         show: fmtScore },
+      { key: "final_epochs", label: "Final epochs", value: (t) => t.final_epochs },
       { key: "params", label: "Params", value: (t) => t.params, show: fmtInt },
       { key: "epochs", label: "Epochs", value: (t) => t.epochs },
       { key: "seconds", label: "Seconds", value: (t) => t.seconds, show: (v) => v.toFixed(1) },

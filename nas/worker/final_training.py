@@ -1,0 +1,235 @@
+"""The best architectures of a finished search trained again from scratch, on its training and
+validation photos together, for as many epochs as the caller gives them, with their
+learning-rate schedules sized to those epochs. Their models are exported in the trials' place.
+
+Imports Keras: load it only in a search process whose ``KERAS_BACKEND`` is already set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import keras
+import keras_tuner
+import numpy as np
+
+from nas.core.errors import LeaseLostError
+from nas.core.store import FinalTraining, TrialRecord
+from nas.hypermodels import build_hypermodel
+from nas.worker.batching import full_batches
+from nas.worker.signals import Interruptions
+from nas.worker.tuning import SearchCancelled, SearchInterrupted, SearchStopped
+
+if TYPE_CHECKING:
+    from nas.worker.search import SearchSetup
+
+log = logging.getLogger(__name__)
+
+#: KerasTuner's Hyperband records a trial's total epochs here (its history holds only the
+#: epochs of its last bracket round).
+HYPERBAND_EPOCHS = "tuner/epochs"
+#: The prefix of the values a tuner adds to a trial's hyperparameters for its own schedule.
+TUNER_VALUES = "tuner/"
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """The outcome of one final training: its record, and its model unless it failed."""
+
+    training: FinalTraining
+    model: keras.Model | None
+
+
+def seconds_per_epoch(trial: TrialRecord, trial_images: int, final_images: int) -> float | None:
+    """The trial's median epoch time, scaled from the ``trial_images`` it trained on to the
+    ``final_images`` of a final training (an epoch's time grows with its photos); None when
+    its history timed no epoch."""
+    timed = [epoch["epoch_seconds"] for epoch in trial.history if "epoch_seconds" in epoch]
+    if not timed or trial_images <= 0:
+        return None
+    # The median: a trial's first epoch also compiles the step, and is slower.
+    return statistics.median(timed) * final_images / trial_images
+
+
+def final_epochs(
+    trial: TrialRecord, *, remaining_seconds: float | None, epoch_seconds: float | None
+) -> int:
+    """How many epochs the trial's architecture trains to the end.
+
+    Without a budget (``remaining_seconds`` None), the epochs the trial trained; with one,
+    as many epochs of ``epoch_seconds`` as fit in ``remaining_seconds``, which is 0 when not
+    even one does.
+    """
+    trained = int(trial.hyperparameters.get(HYPERBAND_EPOCHS) or trial.epochs)
+    if remaining_seconds is None or not epoch_seconds:
+        return max(trained, 1)
+    return max(int(remaining_seconds // epoch_seconds), 0)
+
+
+def train_to_the_end(
+    setup: SearchSetup,
+    best: Sequence[keras_tuner.engine.trial.Trial],
+    records: Mapping[str, TrialRecord],
+    *,
+    remaining_seconds: Callable[[], float | None],
+    interruptions: Interruptions,
+    cancel_requested: Callable[[], bool],
+) -> list[FinalModel]:
+    """Train each of the ``best`` trials' architectures again, best first.
+
+    ``remaining_seconds`` is read before each training (None: no budget); what is left is
+    shared evenly among the trainings still to run, and an architecture's epochs are as many
+    as fit in its share (see :func:`final_epochs`). A training that fails, or that the budget
+    leaves no time for, is recorded with the reason and yields no model.
+
+    Raises:
+        SearchCancelled: the user cancelled the search meanwhile.
+        SearchInterrupted: the worker is stopping; the search resumes later.
+        LeaseLostError: another worker took the search over.
+    """
+    data = setup.data
+    trial_images, final_images = len(data.train), len(data.train) + len(data.validation)
+    finals = []
+    for rank, trial in enumerate(best, start=1):
+        if cancel_requested():
+            raise SearchCancelled
+        record = records.get(trial.trial_id)
+        if record is None:
+            reason = "the store has no record of the trial's epochs"
+            finals.append(_failed(trial.trial_id, rank, 0, final_images, reason))
+            continue
+        remaining = remaining_seconds()
+        share = None if remaining is None else remaining / (len(best) - rank + 1)
+        epoch_seconds = seconds_per_epoch(record, trial_images, final_images)
+        epochs = final_epochs(record, remaining_seconds=share, epoch_seconds=epoch_seconds)
+        finals.append(
+            _train_one(
+                setup,
+                trial,
+                rank,
+                epochs,
+                watch=FinalTrainingWatch(setup, interruptions, cancel_requested),
+                no_time=f"the budget left {share or 0:.0f} s, under one epoch "
+                f"({epoch_seconds or 0:.0f} s)",
+            )
+        )
+    return finals
+
+
+def train_final_model(
+    setup: SearchSetup,
+    hyperparameters: keras_tuner.HyperParameters,
+    epochs: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> tuple[keras.Model, int]:
+    """A new model of ``hyperparameters`` trained from scratch on the search's training and
+    validation photos for ``epochs``, its learning-rate schedule spanning them; the model and
+    the number of photos it trained on."""
+    spec, data = setup.spec, setup.data
+    indices = np.sort(np.concatenate([data.train, data.validation]))
+    batch_size = spec.tuner.batch_size
+    if spec.tuner.seed is not None:
+        keras.utils.set_random_seed(spec.tuner.seed)
+    hyperparameters = hyperparameters.copy()
+    for name in [name for name in hyperparameters.values if name.startswith(TUNER_VALUES)]:
+        # The Hyperband round the trial trained in would size its schedule, not ``epochs``.
+        del hyperparameters.values[name]
+    hypermodel = build_hypermodel(
+        spec.space,
+        spec.dataset.image_size,
+        len(data.images.class_names),
+        steps_per_epoch=math.ceil(len(indices) / batch_size),
+        epochs=epochs,
+        # The trial built this very model under NAS_LIMIT_MAX_PARAMS already.
+        max_params=None,
+    )
+    strategy = setup.placement.tf_strategy
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = hypermodel.build(hyperparameters)
+    batches = (
+        full_batches(indices, batch_size, spec.dataset.seed) if setup.full_batches else indices
+    )
+    # Through the HyperModel, as KerasTuner fits a trial: it may prepare the data (one-hot
+    # labels for the codelab space's label smoothing).
+    hypermodel.fit(
+        hyperparameters,
+        model,
+        x=data.images.images[batches],
+        y=data.images.labels[batches],
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=list(callbacks),
+        verbose=0,
+    )
+    return model, len(indices)
+
+
+def _train_one(
+    setup: SearchSetup,
+    trial: keras_tuner.engine.trial.Trial,
+    rank: int,
+    epochs: int,
+    *,
+    watch: FinalTrainingWatch,
+    no_time: str,
+) -> FinalModel:
+    data = setup.data
+    images = len(data.train) + len(data.validation)
+    if epochs < 1:
+        return _failed(trial.trial_id, rank, epochs, images, no_time)
+    log.info(
+        "training trial %s's architecture on %d photos for %d epochs",
+        trial.trial_id,
+        images,
+        epochs,
+    )
+    started = time.perf_counter()
+    try:
+        model, images = train_final_model(setup, trial.hyperparameters, epochs, [watch])
+    except (SearchStopped, LeaseLostError):
+        raise
+    except Exception as error:  # any failure of training leaves the trial's own model
+        reason = f"{type(error).__name__}: {error}"
+        return _failed(trial.trial_id, rank, epochs, images, reason, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return FinalModel(FinalTraining(trial.trial_id, rank, epochs, images, seconds, None), model)
+
+
+def _failed(
+    trial_id: str, rank: int, epochs: int, images: int, reason: str, seconds: float = 0.0
+) -> FinalModel:
+    log.warning("final training of trial %s failed: %s", trial_id, reason)
+    return FinalModel(FinalTraining(trial_id, rank, epochs, images, seconds, None, reason), None)
+
+
+class FinalTrainingWatch(keras.callbacks.Callback):
+    """Stops a final training on SIGTERM (the search resumes later) or on cancel (the trials'
+    own models are exported), and when the search's lease is lost."""
+
+    def __init__(
+        self,
+        setup: SearchSetup,
+        interruptions: Interruptions,
+        cancel_requested: Callable[[], bool],
+    ) -> None:
+        super().__init__()
+        self._setup = setup
+        self._interruptions = interruptions
+        self._cancel_requested = cancel_requested
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # A *_begin hook keeps Keras's asynchronous batch dispatch on.
+        if self._interruptions.requested:
+            raise SearchInterrupted
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._setup.journal.ensure_held()
+        if self._cancel_requested():
+            raise SearchCancelled
