@@ -54,7 +54,10 @@ def test_each_trial_is_promoted_once_and_the_next_best_when_the_rung_grows() -> 
 
 
 def test_higher_rungs_promote_first_and_the_top_rung_never() -> None:
-    found = [*results(0, {"a": 0.2, "b": 0.5, "c": 0.4}), *results(1, {"x": 0.6, "y": 0.8, "z": 0.7})]
+    found = [
+        *results(0, {"a": 0.2, "b": 0.5, "c": 0.4}),
+        *results(1, {"x": 0.6, "y": 0.8, "z": 0.7}),
+    ]
     assert promote(found) == "y"
     assert promote(found, {"y"}) == "b"
     top = results(2, {"p": 0.9, "q": 0.8, "r": 0.7})
@@ -119,11 +122,15 @@ def test_every_algorithm_draws_the_defaults_then_the_seeded_configurations_first
     def build(hp: keras_tuner.HyperParameters) -> None:
         hp.Int("units", 1, 100, default=7)
         hp.Choice("head", ["gap", "dense"])
+        hp.Float("rate", 0.0, 1.0, default=0.5)
 
     spec = SearchSpec.model_validate(
         {"dataset": {"path": "/data"}, "tuner": {"algorithm": algorithm, "max_trials": 5}}
     )
-    seeded = [{"units": 42, "head": "dense", "tuner/epochs": 9}, {"units": 7, "head": "gap"}]
+    seeded = [
+        {"units": 42, "head": "dense", "rate": 0.25, "tuner/epochs": 9},
+        {"units": 420, "head": "gap"},  # out of the space: the default instead
+    ]
     oracle = build_oracle(spec, seeded=seeded)
     keras_tuner.Tuner(oracle=oracle, hypermodel=build, directory=str(tmp_path), project_name="p")
 
@@ -133,6 +140,7 @@ def test_every_algorithm_draws_the_defaults_then_the_seeded_configurations_first
         drawn.append({k: v for k, v in trial.hyperparameters.values.items() if "/" not in k})
         _finish(oracle, trial.trial_id, score)
 
-    # The second seed is the defaults again: drawn once only.
-    assert drawn[:2] == [{"units": 7, "head": "gap"}, {"units": 42, "head": "dense"}]
+    # The second seed, fitted to the space, is the defaults again: drawn once only.
+    defaults = {"units": 7, "head": "gap", "rate": 0.5}
+    assert drawn[:2] == [defaults, {"units": 42, "head": "dense", "rate": 0.25}]
     assert drawn[2] not in drawn[:2]

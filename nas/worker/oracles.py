@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras_tuner
+from keras_tuner.engine.hyperparameters import Boolean, Choice, Fixed, Float, Int
 
 from nas.core.specs import ASHA_REDUCTION_FACTOR, SearchSpec, asha_rungs
 from nas.worker.keras_tuner_adapter import SeededDraws
@@ -43,14 +44,16 @@ def configuration_in(space: keras_tuner.HyperParameters, wanted: Mapping[str, An
 
 
 def _allows(hyperparameter: Any, value: Any) -> bool:
-    if hasattr(hyperparameter, "values"):  # Choice
-        return value in hyperparameter.values and type(value) is type(hyperparameter.default)
-    if hasattr(hyperparameter, "min_value"):  # Int, Float
+    if isinstance(hyperparameter, Fixed):
+        return value == hyperparameter.value
+    if isinstance(hyperparameter, Boolean):
+        return isinstance(value, bool)
+    if isinstance(hyperparameter, Int | Float):
         number = isinstance(value, int | float) and not isinstance(value, bool)
         return number and hyperparameter.min_value <= value <= hyperparameter.max_value
-    if hasattr(hyperparameter, "value"):  # Fixed
-        return value == hyperparameter.value
-    return isinstance(value, bool)  # Boolean
+    if isinstance(hyperparameter, Choice):
+        return value in hyperparameter.values and type(value) is type(hyperparameter.default)
+    return False
 
 
 class SeedsFirst(SeededDraws):

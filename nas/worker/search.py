@@ -29,6 +29,9 @@ from nas.worker.tuning import SearchCancelled, SearchInterrupted, build_tuner
 
 log = logging.getLogger(__name__)
 
+#: Earlier searches whose best configuration a search tries first (after the defaults).
+WARM_START_CONFIGURATIONS = 3
+
 
 @dataclass(frozen=True)
 class SearchSetup:
@@ -125,6 +128,7 @@ def prepare_search(
         tf_strategy=placement.tf_strategy,
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
         tensorboard_dir=artifacts.tensorboard_dir,
+        seeded=warm_start(store, lease, spec, data),
     )
     return SearchSetup(
         spec,
@@ -136,6 +140,25 @@ def prepare_search(
         tuner,
         full_batches=settings.full_batches,
     )
+
+
+def warm_start(
+    store: Store, lease: Lease, spec: SearchSpec, data: SearchData
+) -> list[dict[str, Any]]:
+    """The best configurations of the owner's earlier searches of the same photos at the same
+    size (none if ``tuner.warm_start`` is off), without the tuners' bookkeeping values."""
+    fingerprint = data.images.fingerprint
+    if not spec.tuner.warm_start or fingerprint is None:
+        return []
+    found = store.warm_start_configurations(
+        lease.search_id, fingerprint, limit=WARM_START_CONFIGURATIONS
+    )
+    if found:
+        log.info("warm start: %d configuration(s) of earlier searches first", len(found))
+    return [
+        {name: value for name, value in values.items() if not name.startswith("tuner/")}
+        for values in found
+    ]
 
 
 def run_search(
