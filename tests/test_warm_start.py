@@ -137,6 +137,12 @@ def test_asha_is_the_default_and_resumes_a_promoted_trial_from_its_checkpoint(
     ((search, trials),) = run_in_order(settings, tmp_path, [("carol", submitted)])
 
     assert search["spec"]["tuner"]["algorithm"] == "asha"
+    # Few photos: the models are capped at the floors that keep the default model.
+    assert search["dataset"]["model_bounds"] == {
+        "max_params": 1_000_000,
+        "max_flops": 60_000 * 32 * 32,
+        "scaled_to_data": True,
+    }
     assert search["trials_planned"] == 4 and len(trials) == 4
     assert all(trial["status"] == "completed" for trial in trials)
     first_rung, (promoted,) = trials[:3], trials[3:]

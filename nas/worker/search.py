@@ -14,6 +14,7 @@ import keras_tuner
 
 from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
+from nas.core.spaces.data_bounds import ModelBounds, model_bounds
 from nas.core.specs import SearchSpec
 from nas.core.store import Lease, LeaseLostError, SearchStatus, Store
 from nas.hypermodels import build_hypermodel
@@ -45,6 +46,7 @@ class SearchSetup:
     journal: TrialJournal
     tuner: keras_tuner.Tuner
     full_batches: bool
+    bounds: ModelBounds
 
     @property
     def images(self) -> ImageSet:
@@ -111,13 +113,21 @@ def prepare_search(
     data = load_search_data(spec.dataset, settings)
     artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
     journal = TrialJournal(store, lease, spec.objective)
+    bounds = model_bounds(
+        spec.space,
+        train_images=len(data.train),
+        image_size=spec.dataset.image_size,
+        limit_max_params=settings.limit_max_params,
+        limit_max_flops=settings.limit_max_flops,
+    )
     hypermodel = build_hypermodel(
         spec.space,
         spec.dataset.image_size,
         len(data.images.class_names),
         steps_per_epoch=math.ceil(len(data.train) / spec.tuner.batch_size),
         epochs=spec.tuner.epochs,
-        max_params=settings.limit_max_params,
+        max_params=bounds.max_params,
+        max_flops=bounds.max_flops,
     )
     tuner = build_tuner(
         spec,
@@ -139,6 +149,7 @@ def prepare_search(
         journal,
         tuner,
         full_batches=settings.full_batches,
+        bounds=bounds,
     )
 
 
@@ -215,7 +226,7 @@ def _record_run_context(store: Store, lease: Lease, setup: SearchSetup, in_fligh
         lease,
         accelerator=placement.accelerator.as_dict(),
         precision=setup.precision,
-        dataset_info=data.info(),
+        dataset_info=data.info() | {"model_bounds": setup.bounds.as_dict()},
     )
     log.info(
         "training on %s (%s, %d replicas) in %s, %d trial(s) at a time: "
