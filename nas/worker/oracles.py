@@ -60,7 +60,7 @@ class SeedsFirst(SeededDraws):
     """Mixin for an oracle: its first draws are the space's defaults, then ``seeded``
     configurations (each fitted to the space), each skipped if a trial already had it."""
 
-    def __init__(self, *args: Any, seeded: Sequence[Mapping[str, Any]] = (), **kwargs: Any):
+    def __init__(self, *args: Any, seeded: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seeded = [{}, *seeded]
 
