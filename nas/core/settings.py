@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         "its weights are allocated and the search goes on; a space whose smallest model is "
         "over it is refused at submit.",
     )
+    limit_max_flops: int = Field(
+        default=20_000_000_000,
+        ge=1,
+        description="Most forward FLOPs per image a trial's model may take (estimated from "
+        "its hyperparameters): a trial over it fails before its weights are allocated. "
+        "Without widths set in the request, a search's own caps on parameters and FLOPs "
+        "also scale with its data (recorded as dataset.model_bounds).",
+    )
     limit_queued_per_owner: int = Field(
         default=10, ge=1, description="Queued searches one owner may have (429 past it)."
     )

@@ -23,7 +23,7 @@ from nas.core.spaces.codelab_v2 import HYPERPARAMETERS as CODELAB_V2_HYPERPARAME
 from nas.core.spaces.hyperparameters import Hyperparameter, Restriction
 
 Head = Literal["flatten_dense", "gap", "gap_dense"]
-Algorithm = Literal["random", "bayesian", "hyperband"]
+Algorithm = Literal["asha", "random", "bayesian", "hyperband"]
 Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 Objective = Literal["val_accuracy", "val_loss", "accuracy", "loss"]
 #: The class folders of the tf_flowers archive, sorted as a folder scan sorts them.
@@ -289,20 +289,25 @@ BUDGET_SECONDS_PER_TRIAL = 30
 class TunerSpec(_Strict):
     """Which KerasTuner algorithm runs and with what budget."""
 
-    algorithm: Algorithm = "random"
+    algorithm: Algorithm = Field(
+        "asha",
+        description="asha (the default): asynchronous successive halving over epochs, "
+        "promising trials resumed for more epochs; or random, bayesian, hyperband.",
+    )
     max_trials: int = Field(
         10,
         ge=1,
         le=1000,
-        description="Ignored by hyperband. Without it, a budget plans one trial per "
-        f"{BUDGET_SECONDS_PER_TRIAL} s.",
+        description="Configurations to try (asha: each starts at the first rung, and "
+        "promotions run besides). Ignored by hyperband. Without it, a budget plans one trial "
+        f"per {BUDGET_SECONDS_PER_TRIAL} s.",
     )
     epochs: int = Field(
         10,
         ge=1,
         le=1000,
-        description="Epochs per trial (hyperband: max epochs). Without it, a budget plans "
-        f"{BUDGET_EPOCHS}.",
+        description="Epochs per trial (asha, hyperband: the most epochs). Without it, a budget "
+        f"plans {BUDGET_EPOCHS}.",
     )
     batch_size: int = Field(32, ge=1, le=4096)
     seed: int | None = Field(
@@ -327,9 +332,16 @@ class TunerSpec(_Strict):
     min_epochs_before_pruning: int = Field(
         3, ge=1, le=1000, description="Epochs a trial trains before a pruner may stop it."
     )
+    warm_start: bool = Field(
+        True,
+        description="Try the best configurations of your earlier searches of the same photos "
+        "at the same image size right after the space's defaults.",
+    )
 
     def planned_trials(self) -> int:
         """How many trials the tuner will run if the space is not exhausted first."""
+        if self.algorithm == "asha":
+            return asha_trials(self.max_trials, self.epochs, ASHA_REDUCTION_FACTOR)
         if self.algorithm != "hyperband":
             return self.max_trials
         return hyperband_trials(self.epochs, self.hyperband_factor)
@@ -351,6 +363,30 @@ def plan_for_budget(tuner: dict[str, Any], seconds: int) -> dict[str, Any]:
         "max_trials": min(100, max(2, seconds // BUDGET_SECONDS_PER_TRIAL)),
     }
     return planned | tuner
+
+
+#: ASHA's reduction factor (eta): a rung promotes the top third of its results.
+ASHA_REDUCTION_FACTOR = 3
+
+
+def asha_rungs(max_epochs: int, factor: int, min_epochs: int = 1) -> list[int]:
+    """The cumulative epochs of each ASHA rung, lowest first: ``max_epochs`` divided by
+    ``factor`` as often as it stays at least ``min_epochs``, rounded up (as KerasTuner's
+    Hyperband sizes its rounds), e.g. 27 -> [1, 3, 9, 27] and 10 -> [2, 4, 10]."""
+    top = 0
+    while max_epochs >= min_epochs * factor ** (top + 1):
+        top += 1
+    return [math.ceil(max_epochs / factor ** (top - rung)) for rung in range(top + 1)]
+
+
+def asha_trials(configurations: int, max_epochs: int, factor: int) -> int:
+    """Trials of an ASHA search of ``configurations`` that all finish: each rung above the
+    first runs the top 1/factor of the one below."""
+    total, reaching = 0, configurations
+    for _ in asha_rungs(max_epochs, factor):
+        total += reaching
+        reaching //= factor
+    return total
 
 
 def hyperband_trials(max_epochs: int, factor: int) -> int:

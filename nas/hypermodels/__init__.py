@@ -25,10 +25,12 @@ def build_hypermodel(
     steps_per_epoch: int,
     epochs: int,
     max_params: int | None = None,
+    max_flops: int | None = None,
 ) -> CappedHyperModel:
     """The HyperModel of ``space`` for square RGB images of ``image_size`` and ``num_classes``,
     trained ``epochs`` of ``steps_per_epoch`` steps (learning-rate schedules span them); it
-    refuses a model of more than ``max_params`` parameters before building it.
+    refuses a model of more than ``max_params`` parameters or ``max_flops`` forward FLOPs per
+    image before building it.
 
     Raises:
         ValueError: the space is unknown, or cannot take images this small.
@@ -37,7 +39,9 @@ def build_hypermodel(
     if space.name == "codelab_convnet" and space.version == 1:
         from nas.hypermodels.convnet import ConvNetHyperModel
 
-        return ConvNetHyperModel(space, image_size, num_classes, max_params=max_params)
+        return ConvNetHyperModel(
+            space, image_size, num_classes, max_params=max_params, max_flops=max_flops
+        )
     if space.name == "codelab_convnet" and space.version == 2:
         from nas.hypermodels.codelab_v2 import CodelabV2HyperModel
 
@@ -48,5 +52,6 @@ def build_hypermodel(
             steps_per_epoch=steps_per_epoch,
             epochs=epochs,
             max_params=max_params,
+            max_flops=max_flops,
         )
     raise ValueError(f"unknown search space {space.name!r} version {space.version}")

@@ -17,6 +17,7 @@ import numpy as np
 from keras import layers
 
 from nas.core.spaces.codelab_v2 import DENSE_HEADS, block_filters
+from nas.core.spaces.flop_counts import codelab_v2_flops
 from nas.core.spaces.limits import check_buildable
 from nas.core.spaces.parameter_counts import codelab_v2_params
 from nas.core.specs import CodelabV2Space
@@ -46,10 +47,11 @@ class CodelabV2HyperModel(CappedHyperModel):
         steps_per_epoch: int,
         epochs: int,
         max_params: int | None = None,
+        max_flops: int | None = None,
     ) -> None:
         """Raises ValueError if the space cannot shrink ``image_size`` or there are < 2 classes."""
         check_buildable(space, image_size, num_classes)
-        super().__init__(name=f"{space.name}_v{space.version}", max_params=max_params)
+        super().__init__(f"{space.name}_v{space.version}", max_params, max_flops)
         self.hyperparameters = space.resolved_hyperparameters()
         self.image_size = image_size
         self.num_classes = num_classes
@@ -64,6 +66,10 @@ class CodelabV2HyperModel(CappedHyperModel):
     def count_params(self, chosen: dict[str, Any]) -> int:
         """The parameters of the model of ``chosen``."""
         return codelab_v2_params(self.image_size, self.num_classes, chosen)
+
+    def count_flops(self, chosen: dict[str, Any]) -> int:
+        """The forward FLOPs per image of the model of ``chosen``."""
+        return codelab_v2_flops(self.image_size, self.num_classes, chosen)
 
     def build_model(self, hp: keras_tuner.HyperParameters, chosen: dict[str, Any]) -> keras.Model:
         """Build and compile the model of ``chosen``; under Hyperband, ``hp`` gives the

@@ -9,6 +9,7 @@ import keras
 import keras_tuner
 from keras import layers
 
+from nas.core.spaces.flop_counts import convnet_v1_flops
 from nas.core.spaces.limits import check_buildable
 from nas.core.spaces.parameter_counts import convnet_v1_params
 from nas.core.specs import ConvNetSpace
@@ -31,10 +32,11 @@ class ConvNetHyperModel(CappedHyperModel):
         num_classes: int,
         *,
         max_params: int | None = None,
+        max_flops: int | None = None,
     ) -> None:
         """Raises ValueError if the space cannot shrink ``image_size`` or there are < 2 classes."""
         check_buildable(space, image_size, num_classes)
-        super().__init__(name=space.name, max_params=max_params)
+        super().__init__(space.name, max_params, max_flops)
         self.space = space
         self.image_size = image_size
         self.num_classes = num_classes
@@ -62,6 +64,16 @@ class ConvNetHyperModel(CappedHyperModel):
     def count_params(self, chosen: dict[str, Any]) -> int:
         """The parameters of the model of ``chosen``."""
         return convnet_v1_params(
+            self.image_size,
+            self.num_classes,
+            chosen["blocks"],
+            chosen["head"],
+            chosen["dense_units"],
+        )
+
+    def count_flops(self, chosen: dict[str, Any]) -> int:
+        """The forward FLOPs per image of the model of ``chosen``."""
+        return convnet_v1_flops(
             self.image_size,
             self.num_classes,
             chosen["blocks"],

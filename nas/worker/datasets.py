@@ -12,7 +12,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,9 @@ class ImageSet:
     """Decoded images: ``images`` is (N, S, S, 3) uint8 RGB and ``labels`` is (N,) int32.
 
     ``skipped`` lists the files (relative to the scanned root) that could not be decoded;
-    ``from_cache`` tells whether the set was read from the cache rather than decoded.
+    ``from_cache`` tells whether the set was read from the cache rather than decoded;
+    ``fingerprint`` is its decode cache key (see :func:`cache_key`): the same photos decoded
+    at the same size have the same one, wherever they lie.
     """
 
     images: np.ndarray
@@ -49,6 +51,7 @@ class ImageSet:
     class_names: tuple[str, ...]
     skipped: tuple[str, ...]
     from_cache: bool = False
+    fingerprint: str | None = None
 
 
 def crop_to_fill(image: Image.Image, size: int) -> np.ndarray:
@@ -131,13 +134,15 @@ def cached_image_set(
     made never has its pixels cached under the key of what it held before.
     """
     if cache_dir is None:
-        return decode()[0]
-    cached = _read_cache(cache_dir / f"{key(cache_dir)}.npz")
+        image_set, decoded_key = decode()
+        return replace(image_set, fingerprint=decoded_key)
+    cached_key = key(cache_dir)
+    cached = _read_cache(cache_dir / f"{cached_key}.npz")
     if cached is not None:
-        return cached
+        return replace(cached, fingerprint=cached_key)
     image_set, decoded_key = decode()
     _write_cache(cache_dir / f"{decoded_key}.npz", image_set)
-    return image_set
+    return replace(image_set, fingerprint=decoded_key)
 
 
 def cache_key(*parts: object) -> str:

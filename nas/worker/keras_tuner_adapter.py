@@ -7,6 +7,11 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
   file beside it and renamed over it, a state file is always either the old one or the new one.
 - The oracle's gRPC servicer of KerasTuner's distributed tuning (no public name).
 - Two private hooks of ``keras_tuner.Tuner`` that this service's tuners override.
+- The oracles' random draw (``Oracle._random_values``), which every built-in algorithm makes
+  for its first trials: this service's oracles put their own configurations before it.
+- Hyperband's tuner driven by another oracle: its ``run_trial`` trains from
+  ``tuner/initial_epoch`` to ``tuner/epochs`` and its ``_build_hypermodel`` loads the weights
+  of ``tuner/trial_id``'s checkpoint, which is how ASHA's promotions resume.
 """
 
 from __future__ import annotations
@@ -95,3 +100,34 @@ class PrivateTunerHooks:
         if self.distribution is not None:
             keras.distribution.set_distribution(self.distribution)
         return super()._build_hypermodel(hp)  # type: ignore[misc]
+
+
+class SeededDraws:
+    """Mixin for a ``keras_tuner.Oracle``: where KerasTuner would draw random values, it first
+    asks ``seeded_values()`` (None: draw as KerasTuner does)."""
+
+    def seeded_values(self) -> dict[str, Any] | None:
+        """The next configuration to try before random ones, or None."""
+        return None
+
+    def tried_before(self, values: dict[str, Any]) -> bool:
+        """Whether a trial of this oracle already had ``values``."""
+        return self._duplicate(values)  # type: ignore[attr-defined]
+
+    def draw_values(self) -> dict[str, Any] | None:
+        """Seeded values, else random ones not tried yet; None when the space is exhausted."""
+        return self._random_values()
+
+    def _random_values(self) -> dict[str, Any] | None:
+        seeded = self.seeded_values()
+        return seeded if seeded is not None else super()._random_values()  # type: ignore[misc]
+
+
+class CheckpointResumingTuner(keras_tuner.Hyperband):
+    """KerasTuner's Hyperband tuner with the oracle given: a trial whose hyperparameters hold
+    ``tuner/trial_id`` starts from that trial's best checkpoint and trains from
+    ``tuner/initial_epoch`` to ``tuner/epochs``."""
+
+    def __init__(self, oracle: keras_tuner.Oracle, **kwargs: Any) -> None:
+        # Hyperband's own __init__ only builds a HyperbandOracle and hands it on.
+        keras_tuner.Tuner.__init__(self, oracle=oracle, **kwargs)

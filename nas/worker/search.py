@@ -14,6 +14,7 @@ import keras_tuner
 
 from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
+from nas.core.spaces.data_bounds import ModelBounds, model_bounds
 from nas.core.specs import SearchSpec
 from nas.core.store import (
     EndedBy,
@@ -41,6 +42,9 @@ from nas.worker.tuning import BudgetSpent, SearchInterrupted, SearchStopped, bui
 
 log = logging.getLogger(__name__)
 
+#: Earlier searches whose best configuration a search tries first (after the defaults).
+WARM_START_CONFIGURATIONS = 3
+
 
 @dataclass(frozen=True)
 class SearchSetup:
@@ -57,6 +61,7 @@ class SearchSetup:
     #: The whole budget's clock (``stop_rules`` run on exploration's share of it).
     clock: SearchClock
     full_batches: bool
+    bounds: ModelBounds
 
     @property
     def images(self) -> ImageSet:
@@ -123,13 +128,21 @@ def prepare_search(
     data = load_search_data(spec.dataset, settings)
     artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
     journal = TrialJournal(store, lease, spec.objective)
+    bounds = model_bounds(
+        spec.space,
+        train_images=len(data.train),
+        image_size=spec.dataset.image_size,
+        limit_max_params=settings.limit_max_params,
+        limit_max_flops=settings.limit_max_flops,
+    )
     hypermodel = build_hypermodel(
         spec.space,
         spec.dataset.image_size,
         len(data.images.class_names),
         steps_per_epoch=math.ceil(len(data.train) / spec.tuner.batch_size),
         epochs=spec.tuner.epochs,
-        max_params=settings.limit_max_params,
+        max_params=bounds.max_params,
+        max_flops=bounds.max_flops,
     )
     clock = search_clock(search, spec)
     # Exploration stops short of the budget when the best architectures train to the end.
@@ -145,6 +158,7 @@ def prepare_search(
         tf_strategy=placement.tf_strategy,
         overwrite=False,  # a re-claimed search resumes from the oracle's saved state
         tensorboard_dir=artifacts.tensorboard_dir,
+        seeded=warm_start(store, lease, spec, data),
     )
     return SearchSetup(
         spec,
@@ -157,7 +171,27 @@ def prepare_search(
         stop_rules,
         clock,
         full_batches=settings.full_batches,
+        bounds=bounds,
     )
+
+
+def warm_start(
+    store: Store, lease: Lease, spec: SearchSpec, data: SearchData
+) -> list[dict[str, Any]]:
+    """The best configurations of the owner's earlier searches of the same photos at the same
+    size (none if ``tuner.warm_start`` is off), without the tuners' bookkeeping values."""
+    fingerprint = data.images.fingerprint
+    if not spec.tuner.warm_start or fingerprint is None:
+        return []
+    found = store.warm_start_configurations(
+        lease.search_id, fingerprint, limit=WARM_START_CONFIGURATIONS
+    )
+    if found:
+        log.info("warm start: %d configuration(s) of earlier searches first", len(found))
+    return [
+        {name: value for name, value in values.items() if not name.startswith("tuner/")}
+        for values in found
+    ]
 
 
 def run_search(
@@ -271,7 +305,7 @@ def _record_run_context(store: Store, lease: Lease, setup: SearchSetup, in_fligh
         lease,
         accelerator=placement.accelerator.as_dict(),
         precision=setup.precision,
-        dataset_info=data.info(),
+        dataset_info=data.info() | {"model_bounds": setup.bounds.as_dict()},
     )
     log.info(
         "training on %s (%s, %d replicas) in %s, %d trial(s) at a time: "

@@ -42,6 +42,7 @@ class SearchData:
             "skipped_images": len(images.skipped),
             "skipped_files": list(images.skipped[:20]),
             "from_cache": images.from_cache and (self.test is None or self.test.from_cache),
+            "fingerprint": images.fingerprint,
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,22 @@ import keras_tuner
 from nas.core.errors import LeaseLostError, NasError
 from nas.core.specs import SearchSpec
 from nas.worker.journal import TrialJournal
-from nas.worker.keras_tuner_adapter import PrivateTunerHooks, write_tuner_state_atomically
+from nas.worker.keras_tuner_adapter import (
+    CheckpointResumingTuner,
+    PrivateTunerHooks,
+    write_tuner_state_atomically,
+)
+from nas.worker.oracles import build_oracle
 from nas.worker.pruning import StopRules, early_stopping
 from nas.worker.signals import Interruptions
 
+#: The tuner that runs each algorithm's trials (the oracle, from ``build_oracle``, picks them):
+#: multi-fidelity algorithms resume a promoted trial from its checkpoint.
 TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
-    "random": keras_tuner.RandomSearch,
-    "bayesian": keras_tuner.BayesianOptimization,
-    "hyperband": keras_tuner.Hyperband,
+    "asha": CheckpointResumingTuner,
+    "random": keras_tuner.Tuner,
+    "bayesian": keras_tuner.Tuner,
+    "hyperband": CheckpointResumingTuner,
 }
 FAILED_TRIAL_STATES = {"FAILED", "INVALID"}
 
@@ -170,33 +179,22 @@ def build_tuner(
     tf_strategy: Any | None,
     overwrite: bool,
     tensorboard_dir: Path | None,
+    seeded: Sequence[Mapping[str, Any]] = (),
 ) -> keras_tuner.Tuner:
-    """The tuner the spec asks for, journaling into ``journal``; on the TensorFlow backend
-    each trial also logs to TensorBoard under ``tensorboard_dir``."""
+    """The tuner the spec asks for, journaling into ``journal``; it tries the space's
+    defaults first, then the ``seeded`` configurations. On the TensorFlow backend each trial
+    also logs to TensorBoard under ``tensorboard_dir``."""
     write_tuner_state_atomically()
     base = TUNER_CLASSES[spec.tuner.algorithm]
     tuner_class = type(f"Reporting{base.__name__}", (ReportingTuner, base), {})
-    direction = "max" if spec.maximize else "min"
-    options: dict[str, Any] = {
-        "hypermodel": hypermodel,
-        "objective": keras_tuner.Objective(spec.objective, direction=direction),
-        "seed": spec.tuner.seed,
-        "directory": str(project_dir.parent),
-        "project_name": project_dir.name,
-        "overwrite": overwrite,
-        "distribution_strategy": tf_strategy,
-    }
-    if spec.tuner.algorithm == "hyperband":
-        options |= {"max_epochs": spec.tuner.epochs, "factor": spec.tuner.hyperband_factor}
-    else:
-        options["max_trials"] = spec.tuner.max_trials
-    # A failed trial (over the parameter cap, out of memory) shows its error on the
-    # leaderboard; KerasTuner's default would also fail the search after 3 in a row, and
-    # draws over the cap often come in runs. A search whose trials all fail still fails.
-    options["max_consecutive_failed_trials"] = None
-    if spec.tuner.algorithm == "bayesian" and spec.tuner.initial_points is not None:
-        options["num_initial_points"] = spec.tuner.initial_points
-    tuner = tuner_class(**options)
+    tuner = tuner_class(
+        oracle=build_oracle(spec, seeded=seeded),
+        hypermodel=hypermodel,
+        directory=str(project_dir.parent),
+        project_name=project_dir.name,
+        overwrite=overwrite,
+        distribution_strategy=tf_strategy,
+    )
     tuner.journal = journal
     tuner.interruptions = interruptions
     tuner.stop_rules = stop_rules

@@ -128,7 +128,7 @@ def test_sigkill_mid_trial_is_resumed_by_another_worker(
     )
 
 
-@pytest.mark.parametrize("algorithm", ["random", "bayesian", "hyperband"])
+@pytest.mark.parametrize("algorithm", ["asha", "random", "bayesian", "hyperband"])
 def test_sigterm_gives_the_search_back_and_it_resumes(
     algorithm: str,
     database_url: str,

@@ -49,6 +49,7 @@ def every_field_changed(tmp_path: Path) -> Settings:
         "limit_classes": 12,
         "limit_image_pixels": 123456,
         "limit_max_params": 654321,
+        "limit_max_flops": 7654321,
         "limit_queued_per_owner": 2,
         "rate_limit_per_minute": 33.5,
         "rate_limit_burst": 4,

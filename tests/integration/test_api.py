@@ -60,12 +60,14 @@ def test_minimal_submission_is_queued_with_defaults(
     assert created["status"] == "queued"
     assert len(created["id"]) == 32
     spec = created["spec"]
-    assert spec["tuner"]["algorithm"] == "random"
+    assert spec["tuner"]["algorithm"] == "asha"
     assert spec["export_top_k"] == 3
     assert spec["objective"] == "val_accuracy"
     assert spec["space"]["max_conv_blocks"] == 3
     assert spec["dataset"]["image_size"] == 32
-    assert created["trials_planned"] == spec["tuner"]["max_trials"] == 10
+    # 10 configurations at 2 epochs, the best 3 of them to 4, the best of those to 10.
+    assert (spec["tuner"]["max_trials"], spec["tuner"]["epochs"]) == (10, 10)
+    assert created["trials_planned"] == 14
     assert spec["dataset"]["path"] == str((data_root / "flowers").resolve())
     assert created["trials_done"] == 0
     assert created["best_trial"] is None
@@ -92,7 +94,10 @@ def test_hyperband_plans_one_iteration_of_trials(
 
 def test_list_is_newest_first_and_paginated(client: TestClient, data_root: Path) -> None:
     ids = [
-        submit(client, search_body(data_root / "flowers", tuner={"max_trials": trials}))["id"]
+        submit(
+            client,
+            search_body(data_root / "flowers", tuner={"algorithm": "random", "max_trials": trials}),
+        )["id"]
         for trials in range(1, 6)
     ]
     newest_first = ids[::-1]

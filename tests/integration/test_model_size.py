@@ -215,7 +215,8 @@ def test_a_trial_over_the_cap_fails_at_once_and_the_search_goes_on(
                 "label_smoothing": {"fixed": 0.0},
             },
         },
-        # Seed 14 draws the four flatten heads first, then the gap head.
+        # The first trial is the space's defaults (a gap head); seed 14 then draws flatten
+        # heads (its gap head would be the defaults again).
         "tuner": {"algorithm": "random", "max_trials": 5, "epochs": 1, "batch_size": 8, "seed": 14},
         "export_top_k": 1,
     }
@@ -225,7 +226,8 @@ def test_a_trial_over_the_cap_fails_at_once_and_the_search_goes_on(
     over = [trial for trial in trials if trial["hyperparameters"]["head"] == "flatten_dense"]
     under = [trial for trial in trials if trial["hyperparameters"]["head"] == "gap"]
     # KerasTuner alone fails a search at its third failed trial in a row.
-    assert [trial["hyperparameters"]["head"] for trial in trials[:3]] == ["flatten_dense"] * 3
+    heads = [trial["hyperparameters"]["head"] for trial in trials]
+    assert heads[:4] == ["gap"] + ["flatten_dense"] * 3
     for trial in over:
         assert trial["status"] == "failed" and trial["epochs"] == 0
         assert trial["error"].endswith("parameters, over NAS_LIMIT_MAX_PARAMS (10,000)")

@@ -12,6 +12,7 @@ import pytest
 
 from nas.core.store import (
     ExportedModel,
+    FinalTraining,
     Lease,
     LeaseLostError,
     SearchStatus,
@@ -69,6 +70,17 @@ SEARCH_WRITES: dict[str, tuple[str, Write]] = {
             ],
         ),
     ),
+    "record_final_training": (
+        "trial",
+        lambda store, lease: store.record_final_training(
+            lease,
+            [
+                FinalTraining(
+                    trial_id="0", rank=1, epochs=3, images=40, seconds=9.5, test_accuracy=0.5
+                )
+            ],
+        ),
+    ),
     # Not a write, but it locks the row as the fenced writes do, with the same statement.
     "check_lease": ("running", lambda store, lease: store.check_lease(lease)),
 }
@@ -84,6 +96,7 @@ NOT_SEARCH_WRITES = {
     "list_searches",
     "list_trials",
     "list_models",
+    "warm_start_configurations",
     # It writes only the lease's expiry, which no answer shows: bumping it would make every
     # heartbeat cost each poller a full answer.
     "renew_lease",

@@ -11,9 +11,10 @@ import inspect
 import keras_tuner
 from keras_tuner.src import protos, utils
 from keras_tuner.src.distribute import oracle_chief
-from keras_tuner.src.engine import stateful, tuner
+from keras_tuner.src.engine import oracle, stateful, tuner
+from keras_tuner.src.tuners import bayesian, hyperband, randomsearch
 
-from nas.worker.keras_tuner_adapter import PrivateTunerHooks
+from nas.worker.keras_tuner_adapter import PrivateTunerHooks, SeededDraws
 
 
 def test_state_files_are_written_through_utils_save_json() -> None:
@@ -37,3 +38,28 @@ def test_the_private_tuner_hooks_overridden_still_exist_with_their_signatures() 
         # Defined on KerasTuner's base tuner, with the same parameters as the override.
         theirs = getattr(keras_tuner.Tuner, name)
         assert list(inspect.signature(theirs).parameters) == ours, name
+
+
+def test_every_algorithm_draws_its_first_trials_through_oracle_random_values() -> None:
+    assert list(inspect.signature(oracle.Oracle._random_values).parameters) == ["self"]
+    assert list(inspect.signature(oracle.Oracle._duplicate).parameters) == ["self", "values"]
+    assert "_random_values" in vars(SeededDraws)
+    for module in (randomsearch, bayesian, hyperband):
+        assert "self._random_values()" in inspect.getsource(module), module.__name__
+
+
+def test_hyperband_resumes_a_trial_from_the_checkpoint_its_hyperparameters_name() -> None:
+    # CheckpointResumingTuner skips Hyperband's __init__, which must only build its oracle.
+    init = inspect.getsource(keras_tuner.Hyperband.__init__)
+    assert "oracle = HyperbandOracle(" in init
+    assert "super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)" in init
+    run_trial = inspect.getsource(keras_tuner.Hyperband.run_trial)
+    assert 'fit_kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]' in run_trial
+    assert 'fit_kwargs["epochs"] = hp.values["tuner/epochs"]' in run_trial
+    build = inspect.getsource(keras_tuner.Hyperband._build_hypermodel)
+    assert 'trial_id = hp.values["tuner/trial_id"]' in build
+    assert "model.load_weights(self._get_checkpoint_fname(trial_id))" in build
+    # Its oracle's hash of a configuration leaves the epochs and rung out.
+    hashed = inspect.getsource(keras_tuner.oracles.HyperbandOracle._compute_values_hash)
+    for key in ("tuner/epochs", "tuner/initial_epoch", "tuner/round"):
+        assert f'values.pop("{key}", None)' in hashed

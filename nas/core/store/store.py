@@ -405,10 +405,45 @@ class Store:
         precision: str,
         dataset_info: dict[str, Any],
     ) -> None:
-        """Note where and how the search trains: strategy, devices, precision, data."""
+        """Note where and how the search trains: strategy, devices, precision, data (its
+        ``fingerprint``, if any, is also kept indexed for :meth:`warm_start_configurations`)."""
         self._write_fenced(
-            lease, accelerator=accelerator, precision=precision, dataset_info=dataset_info
+            lease,
+            accelerator=accelerator,
+            precision=precision,
+            dataset_info=dataset_info,
+            dataset_fingerprint=dataset_info.get("fingerprint"),
         )
+
+    @retried
+    def warm_start_configurations(
+        self, search_id: str, fingerprint: str, *, limit: int
+    ) -> list[dict[str, Any]]:
+        """The hyperparameters of the best trial of each of the latest ``limit`` succeeded
+        searches of ``search_id``'s owner on photos of ``fingerprint`` (which covers the
+        image size) and at the same image size, newest first."""
+        with self._transaction() as session:
+            search = session.get(SearchRow, search_id)
+            if search is None:
+                return []
+            rows = session.scalars(
+                select(SearchRow)
+                .where(
+                    SearchRow.owner == search.owner,
+                    SearchRow.dataset_fingerprint == fingerprint,
+                    SearchRow.status == SearchStatus.SUCCEEDED.value,
+                    SearchRow.id != search_id,
+                )
+                .order_by(SearchRow.finished_at.desc())
+            ).all()
+            image_size = _image_size(search.spec)
+            rows = [row for row in rows if _image_size(row.spec) == image_size][:limit]
+            trials = _trials_of(session, [row.id for row in rows], with_history=False)
+            best = (
+                best_completed(trials.get(row.id, []), row.spec.get("objective", "val_accuracy"))
+                for row in rows
+            )
+            return [dict(trial.hyperparameters) for trial in best if trial is not None]
 
     @retried
     def finish_search(
@@ -768,6 +803,10 @@ def _token_record(row: TokenRow) -> TokenRecord:
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
     )
+
+
+def _image_size(spec: dict[str, Any]) -> Any:
+    return spec.get("dataset", {}).get("image_size")
 
 
 def _trial_row(session: Session, search_id: str, trial_id: str) -> TrialRow:

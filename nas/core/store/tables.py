@@ -49,6 +49,7 @@ class SearchRow(Base):
     accelerator: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     precision: Mapped[str | None] = mapped_column(String(32))
     dataset_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dataset_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))

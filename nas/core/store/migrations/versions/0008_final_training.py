@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_final_training"
-down_revision: str | None = "0006_budget"
+down_revision: str | None = "0007_dataset_fingerprint"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
