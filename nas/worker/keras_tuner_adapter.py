@@ -61,6 +61,20 @@ def write_tuner_state_atomically() -> None:
     keras_tuner_utils.save_json = save_json_atomically
 
 
+def retry_no_ended_trial(oracle: keras_tuner.Oracle) -> None:
+    """Keep a reloaded oracle from running a finished trial again.
+
+    ``Oracle.end_trial`` saves the oracle's state before it takes the ended trial off
+    ``ongoing_trials``, and ``Oracle.reload`` queues every trial still listed there for a
+    retry: a worker killed between the save and the oracle's next one (while the trial's
+    process records it, or asks for its next trial) left a finished trial to be rerun by the
+    worker that resumed the search. Only trials the oracle has ended are dropped; one it
+    queued for a retry itself (an invalid trial) never reached ``end_order``.
+    """
+    ended = set(oracle.end_order)
+    oracle._retry_queue = [trial_id for trial_id in oracle._retry_queue if trial_id not in ended]
+
+
 def serve_oracle(oracle: keras_tuner.Oracle, address: str) -> Any:
     """A started gRPC server of ``oracle`` at ``address`` for KerasTuner's trial processes
     (``KERASTUNER_ORACLE_IP``/``PORT``); stop it with ``server.stop(grace=None)``."""

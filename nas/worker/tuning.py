@@ -16,6 +16,7 @@ from nas.worker.journal import TrialJournal
 from nas.worker.keras_tuner_adapter import (
     CheckpointResumingTuner,
     PrivateTunerHooks,
+    retry_no_ended_trial,
     write_tuner_state_atomically,
 )
 from nas.worker.oracles import build_oracle
@@ -195,6 +196,8 @@ def build_tuner(
         overwrite=overwrite,
         distribution_strategy=tf_strategy,
     )
+    if isinstance(tuner.oracle, keras_tuner.Oracle):  # not a trial process's OracleClient
+        retry_no_ended_trial(tuner.oracle)
     tuner.journal = journal
     tuner.interruptions = interruptions
     tuner.stop_rules = stop_rules

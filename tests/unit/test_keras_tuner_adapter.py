@@ -14,7 +14,7 @@ from keras_tuner.src.distribute import oracle_chief
 from keras_tuner.src.engine import oracle, stateful, tuner
 from keras_tuner.src.tuners import bayesian, hyperband, randomsearch
 
-from nas.worker.keras_tuner_adapter import PrivateTunerHooks, SeededDraws
+from nas.worker.keras_tuner_adapter import PrivateTunerHooks, SeededDraws, retry_no_ended_trial
 
 
 def test_state_files_are_written_through_utils_save_json() -> None:
@@ -63,3 +63,47 @@ def test_hyperband_resumes_a_trial_from_the_checkpoint_its_hyperparameters_name(
     hashed = inspect.getsource(keras_tuner.oracles.HyperbandOracle._compute_values_hash)
     for key in ("tuner/epochs", "tuner/initial_epoch", "tuner/round"):
         assert f'values.pop("{key}", None)' in hashed
+
+
+def _oracle(directory: str) -> keras_tuner.Oracle:
+    space = keras_tuner.HyperParameters()
+    space.Int("units", 1, 100)
+    made = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("score", "max"),
+        max_trials=5,
+        hyperparameters=space,
+        seed=1,
+    )
+    made._set_project_dir(directory, "search")
+    return made
+
+
+def test_a_trial_ended_just_before_a_kill_is_not_run_again(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    finished = first.create_trial("trials-1")
+    finished.status = "COMPLETED"
+    first.update_trial(finished.trial_id, {"score": 0.5})
+    first.end_trial(finished)
+    # The state end_trial saved: the ended trial still listed as ongoing (it is taken off
+    # only after the save), as a worker killed before the oracle's next save leaves it.
+    first.ongoing_trials["trials-1"] = finished
+    first.save()
+
+    resumed = _oracle(str(tmp_path))
+    resumed.reload()
+    assert finished.trial_id in resumed._retry_queue  # what KerasTuner would rerun
+    retry_no_ended_trial(resumed)
+
+    assert resumed.create_trial("trials-1").trial_id != finished.trial_id
+
+
+def test_a_trial_invalid_before_a_kill_is_still_retried(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    running = first.create_trial("trials-1")
+    first.save()  # killed mid-trial: it never ended
+
+    resumed = _oracle(str(tmp_path))
+    resumed.reload()
+    retry_no_ended_trial(resumed)
+
+    assert resumed.create_trial("trials-1").trial_id == running.trial_id
