@@ -18,6 +18,8 @@ from nas.core.store import create_store, migrate
 from nas.core.tokens import issue_token
 
 FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "flowers"
+#: Built by ``python -m benchmarks.make_digits``, never committed.
+DIGITS = Path(__file__).resolve().parents[1] / "var" / "datasets" / "digits"
 
 
 @dataclass
