@@ -1,4 +1,4 @@
-"""``python -m service``: the ``nas`` command where its script is not installed."""
+"""``python -m nas``: the ``nas`` command where its script is not installed."""
 
 from nas.cli.main import app
 

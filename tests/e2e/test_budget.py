@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from nas.cli.launcher import settings_env, start_nas, stop_process
 from nas.core.settings import Settings
+from nas.core.specs import ASHA_REDUCTION_FACTOR, asha_trials
 from nas.core.store import Store
 from tests.support.flowers import FLOWERS, copy_flowers_slice
 from tests.support.live import cli_token, live_api, wait_for_status
@@ -36,7 +37,7 @@ def one_photo_in_every_class(dest: Path, classes: int, copies: int) -> Path:
     photo = sorted((FLOWERS / "daisy").glob("*.jpg"))[0]
     for number in range(classes):
         folder = dest / f"class{number}"
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         for copy in range(copies):
             shutil.copy2(photo, folder / f"{copy}.jpg")
     return dest
@@ -76,12 +77,15 @@ def test_a_budget_ends_the_search_on_time_and_a_hopeless_trial_stops_early(
                 "budget": {"seconds": BUDGET_SECONDS},
                 # 20 trials of 100 epochs: only the budget can end this search.
                 "tuner": {
+                    "algorithm": "random",
                     "max_trials": 20,
                     "epochs": 100,
                     "patience": 0,
                     "pruning": False,
                     "batch_size": 8,
                 },
+                # The whole budget to the trials: its deadline is what this test watches.
+                "final_top_k": 0,
             },
         )
         assert budgeted.status_code == 201, budgeted.text
@@ -91,8 +95,10 @@ def test_a_budget_ends_the_search_on_time_and_a_hopeless_trial_stops_early(
             json={"dataset": {"path": str(photos)}, "budget": {"seconds": 1200}},
         )
         assert only_a_budget.status_code == 201, only_a_budget.text
-        assert only_a_budget.json()["trials_planned"] == 40
-        assert only_a_budget.json()["spec"]["tuner"]["epochs"] == 20
+        planned = only_a_budget.json()["spec"]["tuner"]
+        assert (planned["algorithm"], planned["max_trials"], planned["epochs"]) == ("asha", 40, 20)
+        # 40 configurations at the first rung, and the promotions of ASHA's later rungs.
+        assert only_a_budget.json()["trials_planned"] == asha_trials(40, 20, ASHA_REDUCTION_FACTOR)
         cancelled = api.post(f"/v1/searches/{only_a_budget.json()['id']}/cancel")
         assert cancelled.status_code == 202, cancelled.text
         assert cancelled.json()["ended_by"] == "cancelled"
