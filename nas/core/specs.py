@@ -281,9 +281,13 @@ SPACE_VERSIONS: dict[int, type[ConvNetSpace] | type[CodelabV2Space]] = {
 #: Epochs per trial a budget plans when the body gives none: enough for a cosine schedule to
 #: matter; the pruners and the budget end most trials before.
 BUDGET_EPOCHS = 20
-#: One trial planned per this many budget seconds (between 2 and 100) when the body gives no
-#: max_trials: the budget, not the count, is meant to end such a search.
+#: One trial planned per this many budget seconds (between 2 and BUDGET_MOST_TRIALS) when the
+#: body gives no max_trials: the budget, not the count, is meant to end such a search.
 BUDGET_SECONDS_PER_TRIAL = 30
+#: The most configurations a budget plans: with ASHA's promotions (20 epochs: 3 rungs) that
+#: is 86 trials, under the default NAS_LIMIT_MAX_TRIALS, so a body with only a long budget
+#: is not refused for the trials it did not ask for.
+BUDGET_MOST_TRIALS = 60
 
 
 class TunerSpec(_Strict):
@@ -360,7 +364,7 @@ def plan_for_budget(tuner: dict[str, Any], seconds: int) -> dict[str, Any]:
     """``tuner`` with the ``epochs`` and ``max_trials`` it leaves out planned for a budget."""
     planned = {
         "epochs": BUDGET_EPOCHS,
-        "max_trials": min(100, max(2, seconds // BUDGET_SECONDS_PER_TRIAL)),
+        "max_trials": min(BUDGET_MOST_TRIALS, max(2, seconds // BUDGET_SECONDS_PER_TRIAL)),
     }
     return planned | tuner
 

@@ -596,3 +596,14 @@ def test_a_seed_beyond_what_the_random_generators_take_is_refused(
     assert locs == [("body", "tuner", "seed")]
 
     submit(client, search_body(data_root / "flowers", tuner={"seed": 2**32 - 1}))
+
+
+def test_a_body_with_only_a_long_budget_plans_trials_within_the_cap(
+    client: TestClient, data_root: Path
+) -> None:
+    body = {"dataset": {"path": str(data_root / "flowers")}, "budget": {"seconds": 4 * 3600}}
+
+    created = submit(client, body)
+
+    assert created["spec"]["tuner"]["algorithm"] == "asha"
+    assert created["trials_planned"] <= 100  # NAS_LIMIT_MAX_TRIALS' default
