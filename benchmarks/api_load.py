@@ -1,4 +1,4 @@
-"""50 clients poll a running search's status and leaderboard while it trains.
+"""50 clients poll a running search's status and leaderboard while it trains, then a finished one.
 
 Each client has a token of its own (as 50 users would) and polls once per ``--interval``
 seconds, as a dashboard or ``nas watch`` does (``--interval 0``: as fast as it can). Users
@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 
 from benchmarks.harness import FLOWERS, running_service
+from nas.core.store import create_store
+from tests.support.seeding import seed_finished_search
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Phase:
         millis = [percentile(values, q) * 1e3 for q in (50, 95, 99)] + [max(values) * 1e3]
         unchanged = self.tally.unchanged / len(values)
         return (
-            f"{self.name:>22} {len(values):>8} {len(values) / self.seconds:>8.1f} "
+            f"{self.name:>38} {len(values):>8} {len(values) / self.seconds:>8.1f} "
             f"{len(self.tally.errors):>8} {unchanged:>8.0%} "
             + " ".join(f"{v:>8.1f}" for v in millis)
         )
@@ -194,6 +196,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     with running_service(args.data_dir) as service:
+        # A finished search of the same owner, 30 trials of 20 epochs: what most dashboards
+        # and `nas watch`es poll is a search that no longer changes. Seeded before the
+        # training search is queued, so that the seeding claims its own.
+        store = create_store(service.settings.database_url)
+        finished_id = seed_finished_search(
+            store, owner="benchmark", dataset_path=str(args.data_dir), trials=30, epochs=20
+        )
+        store.dispose()
         search_id = service.submit(
             {
                 "dataset": {"path": str(args.data_dir), "image_size": 64},
@@ -221,13 +231,22 @@ def main() -> None:
             name = f"{args.clients} clients, {'ETags' if revalidate else 'no ETags'}"
             run = load(base_url, tokens, search_id, polling)
             phases.append(measure(name, service.api.pid, run, polling.seconds))
+        polling = Polling(args.interval, args.seconds, args.lockstep, revalidate=True)
+        phases.append(
+            measure(
+                f"{args.clients} clients, ETags, unchanged search",
+                service.api.pid,
+                load(base_url, tokens, finished_id, polling),
+                polling.seconds,
+            )
+        )
         trials = len(service.client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"])
     grew = f"{len(board['trials'])} to {trials}"
     print(f"the search trained throughout; its leaderboard grew from {grew} trials")
     start = "all at once" if args.lockstep else "each from a random point of the interval"
     print(f"each client polls status and leaderboard every {args.interval:g} s, {start}")
     header = ("requests", "req/s", "errors", "304s", "p50 ms", "p95 ms", "p99 ms", "max ms")
-    print(f"{'':>22} " + " ".join(f"{name:>8}" for name in header))
+    print(f"{'':>38} " + " ".join(f"{name:>8}" for name in header))
     for phase in phases:
         print(phase.row())
     for phase in phases[1:]:
