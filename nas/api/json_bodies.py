@@ -120,10 +120,11 @@ def _refuse_what_json_cannot_carry(body: bytes) -> None:
         raise HTTPException(422, detail=errors)
 
 
-async def validation_error_as_json(_request: Request, error: Exception) -> JSONResponse:
+async def validation_error_as_json(
+    _request: Request, error: RequestValidationError
+) -> JSONResponse:
     """FastAPI's 422, with the ``input`` and ``ctx`` of an error left out where they cannot
     be written as JSON (a body of bytes that are not UTF-8, say)."""
-    assert isinstance(error, RequestValidationError)
     return JSONResponse({"detail": [_writable(problem) for problem in error.errors()]}, 422)
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from nas.api.auth import CallerDep
 from nas.api.conditional import NOT_MODIFIED, Representation, revalidated
 from nas.api.cursor import decode_cursor, encode_cursor
-from nas.api.deps import SearchDep, SettingsDep, StoreDep
+from nas.api.deps import SearchDep, SettingsDep, StoreDep, search_not_found
 from nas.api.leaderboard_csv import leaderboard_csv
 from nas.api.schemas import (
     Leaderboard,
@@ -207,5 +207,6 @@ def cancel_search(search: SearchDep, store: StoreDep) -> SearchOut:
             status.HTTP_409_CONFLICT, detail=f"search already {search.status.value}"
         )
     cancelled = store.request_cancel(search.id)
-    assert cancelled is not None
+    if cancelled is None:  # gone since it was read
+        raise search_not_found(search.id)
     return SearchOut.of(cancelled)

@@ -25,7 +25,8 @@ def head_flops(side: int, channels: int, head: str, dense_units: int | None, cla
     features = side * side * channels if head == "flatten_dense" else channels
     flops = 0
     if head in DENSE_HEADS:
-        assert dense_units is not None, f"a {head} head needs dense_units"
+        if dense_units is None:
+            raise ValueError(f"a {head} head needs dense_units")
         flops, features = 2 * features * dense_units, dense_units
     return flops + 2 * features * classes
 

@@ -40,7 +40,8 @@ def head_params(side: int, channels: int, head: str, dense_units: int | None, cl
     features = side * side * channels if head == "flatten_dense" else channels
     params = 0
     if head in DENSE_HEADS:
-        assert dense_units is not None, f"a {head} head needs dense_units"
+        if dense_units is None:
+            raise ValueError(f"a {head} head needs dense_units")
         params, features = features * dense_units + dense_units, dense_units
     return params + features * classes + classes
 
