@@ -17,7 +17,8 @@ class ModelTooLarge(keras_tuner.errors.FailedTrialError):
 
     def __init__(self, params: int, max_params: int) -> None:
         super().__init__(
-            f"the model has {params:,} parameters, over NAS_LIMIT_MAX_PARAMS ({max_params:,})"
+            f"the model has {params:,} parameters, over the cap of {max_params:,} "
+            "(NAS_LIMIT_MAX_PARAMS, or dataset.model_bounds)"
         )
         self.params = params
 

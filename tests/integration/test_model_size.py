@@ -113,7 +113,8 @@ def test_a_model_over_the_cap_is_refused_before_its_weights_exist() -> None:
         hypermodel.build(keras_tuner.HyperParameters())
 
     assert str(refused.value) == (
-        "the model has 154,618,892,293 parameters, over NAS_LIMIT_MAX_PARAMS (50,000,000)"
+        "the model has 154,618,892,293 parameters, over the cap of 50,000,000 "
+        "(NAS_LIMIT_MAX_PARAMS, or dataset.model_bounds)"
     )
     assert isinstance(refused.value, keras_tuner.errors.FailedTrialError)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
@@ -230,7 +231,9 @@ def test_a_trial_over_the_cap_fails_at_once_and_the_search_goes_on(
     assert heads[:4] == ["gap"] + ["flatten_dense"] * 3
     for trial in over:
         assert trial["status"] == "failed" and trial["epochs"] == 0
-        assert trial["error"].endswith("parameters, over NAS_LIMIT_MAX_PARAMS (10,000)")
+        assert trial["error"].endswith(
+            "parameters, over the cap of 10,000 (NAS_LIMIT_MAX_PARAMS, or dataset.model_bounds)"
+        )
         assert "the model has " in trial["error"]
     (trained,) = under
     assert trained["status"] == "completed" and trained["params"] == 2853
