@@ -14,7 +14,7 @@ from nas.core.spaces.parameter_counts import codelab_v2_params
 from nas.core.specs import CodelabV2Space, ConvNetSpace, HyperparameterRange
 from nas.hypermodels import build_hypermodel
 from nas.hypermodels.capped import ModelTooCostly
-from tests.integration.test_model_size import CLASSES, SPACES, TRAINING
+from tests.support.model_spaces import CLASSES, SPACES, TRAINING
 
 LIMITS = {"limit_max_params": 50_000_000, "limit_max_flops": 20_000_000_000}
 DEFAULTS = {item.name: item.default for item in HYPERPARAMETERS} | {"dense_units": None}
