@@ -21,6 +21,7 @@ from nas.api.dashboard import assets as dashboard_assets
 from nas.api.dashboard import router as dashboard_router
 from nas.api.json_bodies import StrictJSONBodies, validation_error_as_json
 from nas.api.rate_limit import RateLimiter
+from nas.api.rendered import RenderedAnswers
 from nas.api.routes import health, models, searches, spaces, workers
 from nas.api.schemas import error_responses
 from nas.core.errors import InvalidRequestError, StoreError, StoreUnavailableError
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.rendered_answers = RenderedAnswers(settings.api_answer_cache_bytes)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.auth_failures = AuthFailureLimiter(
         settings.auth_failures_per_minute, settings.auth_failures_burst

@@ -1,6 +1,7 @@
 """Conditional GETs of a search's representations (RFC 9110): each carries a weak ETag made
 of the search's revision, and a request whose ``If-None-Match`` holds the current one gets a
-``304 Not Modified`` from one small query, without the search's trials being read.
+``304 Not Modified`` from one small query, without the search's trials being read. A full
+answer is rendered once per revision and kept (``nas.api.rendered``) for the other callers.
 
 The tags are weak: on PostgreSQL a representation is read after its revision, in statements
 that may see later writes, so two answers under one tag may differ (never the newer tag on the
@@ -15,11 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Header, HTTPException, Request, status
+from fastapi import Header, HTTPException, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from nas.api.auth import CallerDep
 from nas.api.deps import SearchId, StoreDep, search_not_found
-from nas.core.store import SearchRecord
+from nas.api.rendered import Rendered, RenderedAnswers
+from nas.core.store import SearchRecord, Store
 
 #: Caches may keep an answer but must ask again before reusing it.
 CACHE_CONTROL = "private, no-cache"
@@ -80,11 +85,43 @@ class Representation:
         }
 
 
-def revalidated(name: str) -> Callable[..., Representation]:
-    """A dependency that answers 304 (or 404) when the request's ``If-None-Match`` holds the
-    current tag of the search's ``name`` representation, reading only its owner and revision;
-    otherwise it hands the route the representation, to tag its answer with. Declare it
-    before the search: its point is that a 304 never loads the search."""
+@dataclass(frozen=True)
+class Revalidated:
+    """A request for a representation of a search the caller may see, at its current
+    revision: :meth:`answer` serves it from the rendered answers or renders it."""
+
+    representation: Representation
+    search_id: str
+    #: The current ETag and Cache-Control of the search in this representation.
+    validators: dict[str, str]
+    store: Store
+    answers: RenderedAnswers
+
+    def answer(self, render: Callable[[SearchRecord], Rendered]) -> Response:
+        """The rendered answer kept under the current tag, else ``render`` of the search as
+        read now, kept under the tag of the revision it was read at."""
+        kept = self.answers.get(self.validators["ETag"])
+        if kept is not None:
+            return kept.response(self.validators)
+        search = self.store.get_search(self.search_id)
+        if search is None:  # deleted since its revision was read
+            raise search_not_found(self.search_id)
+        validators = self.representation.headers(search)
+        rendered = render(search)
+        self.answers.put(validators["ETag"], rendered)
+        return rendered.response(validators)
+
+
+def json_answer(model: BaseModel) -> Rendered:
+    """``model`` as FastAPI would send it from a route declaring it as the response model."""
+    return Rendered(JSONResponse(jsonable_encoder(model)).body, "application/json")
+
+
+def revalidated(name: str) -> Callable[..., Revalidated]:
+    """A dependency that answers 404 for a search the caller may not see, and 304 when the
+    request's ``If-None-Match`` holds the current tag of the search's ``name``
+    representation, from one query for the search's owner and revision; otherwise the route
+    gets a :class:`Revalidated` to answer with."""
 
     def revalidate(
         search_id: SearchId,
@@ -92,16 +129,16 @@ def revalidated(name: str) -> Callable[..., Representation]:
         store: StoreDep,
         caller: CallerDep,
         if_none_match: IfNoneMatch = None,
-    ) -> Representation:
+    ) -> Revalidated:
         representation = Representation(name=name, version=request.app.version)
-        if if_none_match is None:
-            return representation
         current = store.get_revision(search_id)
         if current is None or not caller.may_see(current.owner):
             raise search_not_found(search_id)
-        headers = representation.headers_at(search_id, current.revision)
-        if not none_match(if_none_match, headers["ETag"]):
-            raise HTTPException(status.HTTP_304_NOT_MODIFIED, headers=headers)
-        return representation
+        validators = representation.headers_at(search_id, current.revision)
+        if if_none_match is not None and not none_match(if_none_match, validators["ETag"]):
+            raise HTTPException(status.HTTP_304_NOT_MODIFIED, headers=validators)
+        return Revalidated(
+            representation, search_id, validators, store, request.app.state.rendered_answers
+        )
 
     return revalidate

@@ -57,9 +57,14 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Threads that run the API's routes and their database work. Its reads "
-        "hold the GIL; past about one per core the threads only fight over it (measured on 2 "
-        "cores under load: 40 threads 6.5-7.6 ms of CPU per request, 2 threads 4.7-6.4 ms). "
-        "Raise it for PostgreSQL on a larger host.",
+        "hold the GIL; past about one per core the threads only fight over it (see README, "
+        "Performance). Raise it for PostgreSQL on a larger host.",
+    )
+    api_answer_cache_bytes: int = Field(
+        default=64 * 2**20,
+        ge=0,
+        description="Bytes of rendered search, leaderboard and CSV answers the API keeps under "
+        "their ETags, so that many callers polling one search cost one rendering per change.",
     )
     header_timeout_seconds: float = Field(
         default=10.0,

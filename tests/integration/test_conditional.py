@@ -155,18 +155,60 @@ def test_304_reads_the_revision_and_no_trials(
 ) -> None:
     lease = claim(store, search_id)
     store.start_trial(lease, "0", {"units": 8})
-    tag = tag_of(client, url(search_id, representation))
 
     with statements(store) as full:
-        assert client.get(url(search_id, representation)).status_code == 200
+        tag = tag_of(client, url(search_id, representation))
     with statements(store) as revalidated:
         answer = client.get(url(search_id, representation), headers={"If-None-Match": tag})
 
     assert answer.status_code == 304
     assert any("trials" in statement for statement in full), "the counter sees trial reads"
+    assert_reads_the_revision_alone(revalidated)
+
+
+def assert_reads_the_revision_alone(seen: list[str]) -> None:
     assert not any(
         table in statement
-        for statement in revalidated
+        for statement in seen
         for table in ("trials", "search_attempts", "exported_models")
-    ), revalidated
-    assert len([statement for statement in revalidated if "searches" in statement]) == 1
+    ), seen
+    assert len([statement for statement in seen if "searches" in statement]) == 1
+
+
+@pytest.mark.parametrize("representation", REPRESENTATIONS)
+def test_each_revision_is_rendered_once_for_every_caller(
+    client: TestClient,
+    client_as: ClientFactory,
+    store: Store,
+    search_id: str,
+    representation: str,
+) -> None:
+    lease = claim(store, search_id)
+    store.start_trial(lease, "0", {"units": 8})
+    first = client.get(url(search_id, representation))
+
+    with statements(store) as second_caller:
+        second = client_as("root", admin=True).get(url(search_id, representation))
+    store.record_epoch(
+        lease, "0", epoch=0, metrics={"val_accuracy": 0.4}, score=0.4, params=10, seconds=1
+    )
+    with statements(store) as after_a_write:
+        third = client.get(url(search_id, representation))
+
+    assert second.status_code == 200
+    assert (second.content, second.headers["etag"]) == (first.content, first.headers["etag"])
+    assert second.headers["content-type"] == first.headers["content-type"]
+    assert_reads_the_revision_alone(second_caller)
+    assert third.headers["etag"] != first.headers["etag"]
+    assert len(after_a_write) > len(second_caller), "a new revision is rendered anew"
+
+
+def test_a_kept_answer_is_only_for_callers_who_may_see_the_search(
+    client: TestClient, client_as: ClientFactory, search_id: str
+) -> None:
+    assert client.get(url(search_id, "/leaderboard")).status_code == 200
+
+    other = client_as("mallory").get(url(search_id, "/leaderboard"))
+
+    assert other.status_code == 404
+    assert other.json() == {"detail": f"no search {search_id}"}

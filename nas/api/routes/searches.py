@@ -10,10 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
 from nas.api.auth import CallerDep
-from nas.api.conditional import NOT_MODIFIED, Representation, revalidated
+from nas.api.conditional import NOT_MODIFIED, Revalidated, json_answer, revalidated
 from nas.api.cursor import decode_cursor, encode_cursor
 from nas.api.deps import SearchDep, SettingsDep, StoreDep, search_not_found
 from nas.api.leaderboard_csv import leaderboard_csv
+from nas.api.rendered import Rendered
 from nas.api.schemas import (
     Leaderboard,
     SearchList,
@@ -36,10 +37,10 @@ from nas.core.submission import check_submission
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_responses(503))
 
-# Declared before the search in each route: a 304 is answered before the search is read.
-SearchValidators = Annotated[Representation, Depends(revalidated("search"))]
-LeaderboardValidators = Annotated[Representation, Depends(revalidated("leaderboard"))]
-CsvValidators = Annotated[Representation, Depends(revalidated("leaderboard.csv"))]
+# A 304 is answered, and a kept rendering served, before the search is read.
+SearchRequest = Annotated[Revalidated, Depends(revalidated("search"))]
+LeaderboardRequest = Annotated[Revalidated, Depends(revalidated("leaderboard"))]
+CsvRequest = Annotated[Revalidated, Depends(revalidated("leaderboard.csv"))]
 
 
 async def submitted_body_hash(request: Request) -> str:
@@ -147,12 +148,11 @@ def list_searches(
     )
 
 
-@router.get("/{search_id}", responses=error_responses(404) | NOT_MODIFIED)
-def get_search(validators: SearchValidators, search: SearchDep, response: Response) -> SearchOut:
+@router.get("/{search_id}", response_model=SearchOut, responses=error_responses(404) | NOT_MODIFIED)
+def get_search(request: SearchRequest) -> Response:
     """Status, progress, best trial so far and the accelerator used. Send the ETag back in
     ``If-None-Match`` to get a 304 while nothing changed."""
-    response.headers.update(validators.headers(search))
-    return SearchOut.of(search)
+    return request.answer(lambda search: json_answer(SearchOut.of(search)))
 
 
 def _ranked_trials(search: SearchRecord, store: Store) -> list[TrialOut]:
@@ -161,17 +161,22 @@ def _ranked_trials(search: SearchRecord, store: Store) -> list[TrialOut]:
     return [TrialOut.of(trial, rank, final_epochs.get(trial.trial_id)) for rank, trial in ranked]
 
 
-@router.get("/{search_id}/leaderboard", responses=error_responses(404) | NOT_MODIFIED)
-def get_leaderboard(
-    validators: LeaderboardValidators, search: SearchDep, store: StoreDep, response: Response
-) -> Leaderboard:
+@router.get(
+    "/{search_id}/leaderboard",
+    response_model=Leaderboard,
+    responses=error_responses(404) | NOT_MODIFIED,
+)
+def get_leaderboard(request: LeaderboardRequest, store: StoreDep) -> Response:
     """Every trial ranked by the objective, with per-epoch history; updated every epoch.
     Send the ETag back in ``If-None-Match`` to get a 304 while nothing changed."""
-    response.headers.update(validators.headers(search))
-    return Leaderboard(
-        search_id=search.id,
-        objective=search.spec["objective"],
-        trials=_ranked_trials(search, store),
+    return request.answer(
+        lambda search: json_answer(
+            Leaderboard(
+                search_id=search.id,
+                objective=search.spec["objective"],
+                trials=_ranked_trials(search, store),
+            )
+        )
     )
 
 
@@ -182,16 +187,15 @@ def get_leaderboard(
     | error_responses(404)
     | NOT_MODIFIED,
 )
-def get_leaderboard_csv(validators: CsvValidators, search: SearchDep, store: StoreDep) -> Response:
+def get_leaderboard_csv(request: CsvRequest, store: StoreDep) -> Response:
     """The leaderboard as a CSV download: rank, trial_id, status, score, test_accuracy,
     params, epochs, seconds, stop_reason, then one ``hp_NAME`` column per hyperparameter."""
-    return Response(
-        leaderboard_csv(_ranked_trials(search, store)),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{search.id}-leaderboard.csv"',
-            **validators.headers(search),
-        },
+    return request.answer(
+        lambda search: Rendered(
+            leaderboard_csv(_ranked_trials(search, store)).encode(),
+            "text/csv; charset=utf-8",
+            {"Content-Disposition": f'attachment; filename="{search.id}-leaderboard.csv"'},
+        )
     )
 
 
