@@ -32,18 +32,19 @@ from nas.core.tokens import FIRST_TOKEN_HINT, has_active_token
 log = logging.getLogger(__name__)
 
 
-async def requeue_expired_forever(store: Store, settings: Settings) -> None:
-    """Put back searches whose worker stopped heartbeating, in case no worker is idle to."""
+async def reap_expired_forever(store: Store, settings: Settings) -> None:
+    """Take back the slots and finishing steps of workers that stopped heartbeating, in case
+    no worker is there to."""
     period = max(1.0, settings.lease_seconds / 4)
     while True:
         await asyncio.sleep(period)
         try:
-            requeued = await asyncio.to_thread(store.requeue_expired, settings.max_attempts)
+            reaped = await asyncio.to_thread(store.reap_expired, settings.max_attempts)
         except StoreError as error:
             log.warning("could not look for expired leases: %s", error)
             continue
-        if requeued:
-            log.warning("requeued searches whose worker stopped answering: %s", requeued)
+        if reaped:
+            log.warning("took back the slots and steps of dead workers in %s", reaped)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if not has_active_token(store):
             log.warning("no API token can open /v1 yet; %s", FIRST_TOKEN_HINT)
-        reaper = asyncio.create_task(requeue_expired_forever(store, settings))
+        reaper = asyncio.create_task(reap_expired_forever(store, settings))
         # FastAPI runs sync routes and dependencies on the event loop's default thread limiter.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield

@@ -51,6 +51,10 @@ class TrialOut(BaseModel):
     #: The epochs its architecture trained again from scratch on the training and validation
     #: photos: ``test_accuracy`` is that model's. None when its own model was exported.
     final_epochs: int | None = None
+    #: Where it ran (last): the worker, its host and the devices it trained on.
+    worker_id: str | None = None
+    hostname: str | None = None
+    accelerator: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, trial: TrialRecord, rank: int | None, final_epochs: int | None = None) -> TrialOut:
@@ -70,6 +74,9 @@ class TrialOut(BaseModel):
             test_accuracy=trial.test_accuracy,
             stop_reason=trial.stop_reason,
             final_epochs=final_epochs,
+            worker_id=trial.worker_id,
+            hostname=trial.hostname,
+            accelerator=trial.accelerator,
         )
 
 

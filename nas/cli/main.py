@@ -74,10 +74,12 @@ def serve(
 
 @app.command()
 def worker(
-    max_searches: Annotated[int | None, typer.Option(help="Exit after this many searches.")] = None,
-    exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+    exit_when_idle: Annotated[
+        bool, typer.Option(help="Exit when no search needs a slot or a finishing step.")
+    ] = False,
 ) -> None:
-    """Run one worker: claim queued searches and run them, one at a time."""
+    """Run one worker: NAS_PARALLEL_TRIALS slots for the trials of the searches in the
+    database, shared with the workers of every host on it (and the same artifacts folder)."""
     from nas.core.settings import get_settings
     from nas.core.store import SchemaMismatchError, create_store, ensure_schema_current
     from nas.worker.loop import Worker
@@ -89,7 +91,7 @@ def worker(
         ensure_schema_current(store.engine)
     except SchemaMismatchError as error:
         raise typer.Exit(_refuse(error)) from None
-    Worker(settings, store).run(max_searches=max_searches, exit_when_idle=exit_when_idle)
+    Worker(settings, store).run(exit_when_idle=exit_when_idle)
     store.dispose()
 
 

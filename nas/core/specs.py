@@ -341,6 +341,13 @@ class TunerSpec(_Strict):
         description="Try the best configurations of your earlier searches of the same photos "
         "at the same image size right after the space's defaults.",
     )
+    max_parallel_trials: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Most trials of this search that run at once, over all workers; null: "
+        "as many as workers offer (searches share the workers' slots in turn either way).",
+    )
 
     def planned_trials(self) -> int:
         """How many trials the tuner will run if the space is not exhausted first."""

@@ -230,6 +230,6 @@ class FinalTrainingWatch(keras.callbacks.Callback):
             raise SearchInterrupted
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._setup.journal.ensure_held()
+        self._setup.ensure_held()
         if self._cancel_requested():
             raise SearchCancelled

@@ -7,16 +7,16 @@ import math
 import time
 from typing import Any
 
-from nas.core.store import Lease, Store, TrialStatus
+from nas.core.store import SlotLease, Store, TrialStatus
 from nas.core.store.ranking import objective_is_maximized
 
 log = logging.getLogger(__name__)
 
 
 class TrialJournal:
-    """The search process's one writer of trial progress, fenced by the lease."""
+    """A slot's one writer of trial progress, fenced by the slot's lease."""
 
-    def __init__(self, store: Store, lease: Lease, objective: str) -> None:
+    def __init__(self, store: Store, lease: SlotLease, objective: str) -> None:
         self._store = store
         self._lease = lease
         self._objective = objective
@@ -27,8 +27,12 @@ class TrialJournal:
         self.cancel_requested = False
 
     def ensure_held(self) -> None:
-        """Raise LeaseLostError if another worker took the search over."""
-        self._store.check_lease(self._lease)
+        """Raise LeaseLostError if the slot lost its lease (its trial went to another)."""
+        self._store.check_slot(self._lease)
+
+    def should_yield(self) -> bool:
+        """Whether the slot should leave between two trials for a search that waits."""
+        return self._store.slot_should_yield(self._lease)
 
     def trial_started(self, trial_id: str, hyperparameters: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
@@ -61,7 +65,7 @@ class TrialJournal:
 
     def earlier_histories(self, trial_id: str) -> list[tuple[dict[str, float], ...]]:
         """The per-epoch histories of the search's trials that started before ``trial_id``
-        (finished or still running in another trial process)."""
+        (finished or still running in another slot)."""
         trials = self._store.list_trials(self._lease.search_id)
         ids = [trial.trial_id for trial in trials]
         before = trials[: ids.index(trial_id)] if trial_id in ids else trials

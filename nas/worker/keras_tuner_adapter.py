@@ -5,7 +5,9 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
   the file for writing and then writing it: a worker killed in between leaves an empty or cut
   file, and the worker that takes the search over fails to reload it. Written to a temporary
   file beside it and renamed over it, a state file is always either the old one or the new one.
-- The oracle's gRPC servicer of KerasTuner's distributed tuning (no public name).
+- The oracle's saved state shared by every worker of a search: reloaded with its ongoing
+  trials kept (``Oracle.reload`` would queue them all for a retry), the ongoing trials of
+  tuners that died moved to its retry queue, trials the store failed ended as failed.
 - Two private hooks of ``keras_tuner.Tuner`` that this service's tuners override.
 - The oracles' random draw (``Oracle._random_values``), which every built-in algorithm makes
   for its first trials: this service's oracles put their own configurations before it.
@@ -20,12 +22,14 @@ import contextlib
 import json
 import os
 import tempfile
-from concurrent import futures
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import keras
 import keras_tuner
+from keras_tuner.src import backend as keras_tuner_backend
 from keras_tuner.src import utils as keras_tuner_utils
+from keras_tuner.src.engine import stateful as keras_tuner_stateful
 
 _keras_tuner_save_json = keras_tuner_utils.save_json
 
@@ -75,18 +79,58 @@ def retry_no_ended_trial(oracle: keras_tuner.Oracle) -> None:
     oracle._retry_queue = [trial_id for trial_id in oracle._retry_queue if trial_id not in ended]
 
 
-def serve_oracle(oracle: keras_tuner.Oracle, address: str) -> Any:
-    """A started gRPC server of ``oracle`` at ``address`` for KerasTuner's trial processes
-    (``KERASTUNER_ORACLE_IP``/``PORT``); stop it with ``server.stop(grace=None)``."""
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+def load_saved_state(oracle: keras_tuner.Oracle) -> bool:
+    """Replace ``oracle``'s state with the one saved in its project folder (its trials' files
+    and oracle.json), ongoing trials included; False, leaving it as it is, when none was saved
+    yet. Unlike ``Oracle.reload``, the trials other tuners run now stay theirs."""
+    saved = oracle._get_oracle_fname()
+    if not keras_tuner_backend.io.exists(saved):
+        return False
+    oracle.trials = {}
+    pattern = os.path.join(oracle._project_dir, "trial_*", "trial.json")
+    for path in keras_tuner_backend.io.glob(pattern):
+        trial = keras_tuner.engine.trial.Trial.load(path)
+        oracle.trials[trial.trial_id] = trial
+    keras_tuner_stateful.Stateful.reload(oracle, saved)
+    return True
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
-    server.add_insecure_port(address)
-    server.start()
-    return server
+
+def requeue_trials_of_dead_tuners(
+    oracle: keras_tuner.Oracle, live_tuner_ids: Collection[str]
+) -> list[str]:
+    """Move the ongoing trials of tuners not in ``live_tuner_ids`` to the oracle's retry queue,
+    which its next ``create_trial`` serves first, as ``Oracle.reload`` does for every ongoing
+    trial; returns their ids. A trial the oracle ended already is only taken off."""
+    moved = []
+    for tuner_id, trial in list(oracle.ongoing_trials.items()):
+        if tuner_id in live_tuner_ids:
+            continue
+        del oracle.ongoing_trials[tuner_id]
+        if trial.trial_id not in oracle.end_order and trial.trial_id not in oracle._retry_queue:
+            oracle._retry_queue.append(trial.trial_id)
+            moved.append(trial.trial_id)
+    return moved
+
+
+def end_failed_trials(oracle: keras_tuner.Oracle, failed: Mapping[str, str]) -> list[str]:
+    """End as failed, with its reason, each trial of ``failed`` (trial id to reason) the oracle
+    has not ended (the store failed it: its workers kept dying); it leaves the retry queue
+    and the ongoing trials. Returns their ids."""
+    ended = []
+    for trial_id, reason in failed.items():
+        trial = oracle.trials.get(trial_id)
+        if trial is None or trial_id in oracle.end_order:
+            continue
+        oracle._retry_queue = [queued for queued in oracle._retry_queue if queued != trial_id]
+        for tuner_id, ongoing in list(oracle.ongoing_trials.items()):
+            if ongoing.trial_id == trial_id:
+                del oracle.ongoing_trials[tuner_id]
+        trial.status = keras_tuner.engine.trial.TrialStatus.FAILED
+        trial.message = reason
+        oracle.end_order.append(trial_id)
+        oracle._save_trial(trial)
+        ended.append(trial_id)
+    return ended
 
 
 class PrivateTunerHooks:
@@ -97,14 +141,11 @@ class PrivateTunerHooks:
     distribution: Any | None
 
     def _populate_initial_space(self) -> None:
-        # A trial process (KerasTuner's distributed tuning) asks the search process's oracle,
-        # which has the whole space already: building a model per conditional scope again,
-        # compiling each weight initializer on JAX, would only delay its first trial.
-        if "KERASTUNER_ORACLE_IP" not in os.environ:
-            # KerasTuner builds models to explore the conditional scopes; declaring is enough,
-            # and some of those models may be over the parameter cap.
-            with self.hypermodel.declaring_only():  # type: ignore[attr-defined]
-                super()._populate_initial_space()  # type: ignore[misc]
+        # KerasTuner builds models to explore the conditional scopes; declaring is enough (no
+        # weight initializer compiled on JAX), and some of those models may be over the
+        # parameter cap.
+        with self.hypermodel.declaring_only():  # type: ignore[attr-defined]
+            super()._populate_initial_space()  # type: ignore[misc]
 
     def _build_hypermodel(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         # KerasTuner clears the Keras session before each build, which also forgets the dtype

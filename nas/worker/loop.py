@@ -1,4 +1,6 @@
-"""The worker: claims searches from the queue and supervises one search process at a time."""
+"""The worker: offers ``NAS_PARALLEL_TRIALS`` slots to the running searches of the store it
+shares with workers on other hosts, runs each slot (and each search's finishing step it
+takes) in a child process, and heartbeats their leases."""
 
 from __future__ import annotations
 
@@ -10,48 +12,80 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from nas.core.settings import Settings
-from nas.core.store import Lease, LeaseLostError, SearchStatus, Store, StoreUnavailableError
-from nas.worker.process import search_process_main
+from nas.core.store import (
+    Lease,
+    LeaseLostError,
+    SearchStatus,
+    SlotLease,
+    Store,
+    StoreUnavailableError,
+)
+from nas.worker.process import finishing_process_main, slot_process_main
 from nas.worker.supervision import (
-    AwaitExit,
     CheckCancel,
     Close,
     GiveBack,
     Heartbeat,
     Kill,
+    LeaveSlot,
     Step,
     SupervisionState,
     Terminate,
     after_cancel_check,
     after_exit,
     after_lease_lost,
+    after_slot_exit,
+    after_slot_lease_lost,
     exit_settles_it,
     next_actions,
 )
 
 log = logging.getLogger(__name__)
 
-#: How long the supervise loop waits on the search process between two decisions.
+#: How long the worker sleeps between two looks at its processes.
 TICK_SECONDS = 0.2
 
 Process = multiprocessing.process.BaseProcess
 
 
-class Worker:
-    """Claims the oldest queued search, runs it in a child process, heartbeats its lease.
+@dataclass
+class Child:
+    """A process the worker supervises: one slot's, or one finishing step's."""
 
-    SIGTERM or SIGINT: take no more searches, interrupt the running one and give it back to
-    the queue (another worker resumes it at once), then return. A second signal kills the
-    search process without waiting.
+    process: Process
+    lease: SlotLease | Lease
+    state: SupervisionState
+
+    @property
+    def search_id(self) -> str:
+        return self.lease.search_id
+
+    @property
+    def name(self) -> str:
+        if isinstance(self.lease, SlotLease):
+            return f"slot {self.lease.slot_id[:8]} of search {self.search_id}"
+        return f"finishing step of search {self.search_id}"
+
+
+class Worker:
+    """Takes trials of running searches into its free slots, and finishing steps.
+
+    SIGTERM or SIGINT: take nothing more, interrupt every process and give its trial (or
+    finishing step) back at once for another worker, then return. A second signal kills
+    the processes without waiting.
     """
 
     def __init__(self, settings: Settings, store: Store, worker_id: str | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.hostname = socket.gethostname()
+        self.id = worker_id or f"{self.hostname}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.children: list[Child] = []
         self._stop = threading.Event()
         self._signals = 0
 
@@ -60,97 +94,120 @@ class Worker:
         self._signals += 1
         self._stop.set()
 
-    def run(self, *, max_searches: int | None = None, exit_when_idle: bool = False) -> int:
-        """Work until stopped (or after ``max_searches``, or when the queue is empty)."""
+    def run(self, *, exit_when_idle: bool = False) -> None:
+        """Work until stopped (or, with ``exit_when_idle``, until no search needs it)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.request_stop)
+        slots = self.settings.parallel_trials
         self.store.register_worker(
-            self.id, hostname=socket.gethostname(), pid=os.getpid(), backend=self.settings.backend
+            self.id,
+            hostname=self.hostname,
+            pid=os.getpid(),
+            backend=self.settings.backend,
+            slots=slots,
         )
-        log.info("worker %s ready (%s backend)", self.id, self.settings.backend)
-        done = 0
-        while not self._stop.is_set() and (max_searches is None or done < max_searches):
-            try:
-                lease = self.claim()
-            except StoreUnavailableError:
-                log.warning("database unavailable; the worker waits")
-                self._stop.wait(self.settings.poll_interval_seconds)
-                continue
-            if lease is None:
-                if exit_when_idle:
+        log.info("worker %s ready: %d slot(s), %s backend", self.id, slots, self.settings.backend)
+        next_look = 0.0
+        while not (self._stop.is_set() and not self.children):
+            now = time.monotonic()
+            self.supervise(now)
+            if not self._stop.is_set() and now >= next_look:
+                next_look = now + self.settings.poll_interval_seconds
+                took = self.take_work()
+                if exit_when_idle and not took and not self.children:
                     break
-                self._stop.wait(self.settings.poll_interval_seconds)
-                continue
-            self.supervise(lease)
-            done += 1
+            time.sleep(TICK_SECONDS)
         self.store.worker_stopped(self.id)
-        log.info("worker %s stopped after %d searches", self.id, done)
-        return done
+        log.info("worker %s stopped", self.id)
 
-    def claim(self) -> Lease | None:
-        """Requeue searches whose worker stopped answering (failing those out of attempts),
-        then claim the oldest queued search; None when the queue is empty."""
-        if requeued := self.store.requeue_expired(self.settings.max_attempts):
-            log.warning("requeued searches whose worker stopped answering: %s", requeued)
-        lease = self.store.claim_next(self.id, self.settings.lease_seconds)
-        if lease is None:
-            self.store.worker_heartbeat(self.id, None)
-        return lease
+    def take_work(self) -> bool:
+        """Take back what dead workers held, then fill the free slots: finishing steps first,
+        then the searches that need a slot most. Returns whether anything was taken."""
+        settings = self.settings
+        took = False
+        try:
+            if reaped := self.store.reap_expired(settings.max_attempts):
+                log.warning("took back the slots and steps of dead workers in %s", reaped)
+            self.store.worker_heartbeat(self.id)
+            while len(self.children) < settings.parallel_trials:
+                lease = self.store.claim_finishing(self.id, settings.lease_seconds)
+                if lease is None:
+                    lease = self.store.join_next(
+                        self.id, hostname=self.hostname, lease_seconds=settings.lease_seconds
+                    )
+                if lease is None:
+                    break
+                self.start(lease)
+                took = True
+        except StoreUnavailableError:
+            log.warning("database unavailable; the worker waits")
+            return True
+        return took
 
-    def supervise(self, lease: Lease) -> None:
-        """Run one claimed search to its end, renewing the lease meanwhile."""
-        log.info("claimed search %s (attempt %d)", lease.search_id, lease.attempt)
+    def start(self, lease: SlotLease | Lease) -> None:
+        """Start the process of a slot or a finishing step."""
+        main: Any = slot_process_main if isinstance(lease, SlotLease) else finishing_process_main
         process = multiprocessing.get_context("spawn").Process(
-            target=search_process_main,
-            args=(self.settings, lease, os.getpid()),
-            name=f"search-{lease.search_id[:8]}",
+            target=main, args=(self.settings, lease, os.getpid()), name=f"{lease.search_id[:8]}"
         )
         process.start()
-        state = SupervisionState()
-        while process.is_alive():
-            process.join(timeout=TICK_SECONDS)
-            now = time.monotonic()
-            if not process.is_alive():
-                break
-            step = next_actions(state, self._signals, now, self.settings)
-            state = self._carry_out(step, lease, process, now)
-        self.settle(lease, process.exitcode, state)
+        child = Child(process, lease, SupervisionState())
+        log.info("started the %s", child.name)
+        self.children.append(child)
 
-    def _carry_out(
-        self, step: Step, lease: Lease, process: Process, now: float
-    ) -> SupervisionState:
+    def supervise(self, now: float) -> None:
+        """Settle the processes that exited; heartbeat, check and stop the others."""
+        for child in list(self.children):
+            if child.process.is_alive():
+                step = next_actions(child.state, self._signals, now, self.settings)
+                child.state = self._carry_out(step, child, now)
+            if not child.process.is_alive():
+                child.process.join()
+                self.children.remove(child)
+                self.settle(child)
+
+    def _carry_out(self, step: Step, child: Child, now: float) -> SupervisionState:
         state = step.state
         for action in step.actions:
             match action:
                 case Heartbeat():
-                    state = self._heartbeat(lease, state)
+                    state = self._heartbeat(child, state)
                 case CheckCancel():
-                    requested = self.store.is_cancel_requested(lease.search_id)
+                    requested = self.store.is_cancel_requested(child.search_id)
                     follow_up = after_cancel_check(state, requested, now, self.settings)
-                    state = self._carry_out(follow_up, lease, process, now)
+                    state = self._carry_out(follow_up, child, now)
                 case Terminate(why=why):
-                    log.info("search %s %s; interrupting it", lease.search_id, why)
-                    process.terminate()
+                    log.info("the %s %s; interrupting it", child.name, why)
+                    child.process.terminate()
                 case Kill(why=why):
-                    log.warning("search %s %s; killing it", lease.search_id, why)
-                    _kill(process)
-                case AwaitExit(timeout=timeout, why=why):
-                    process.join(timeout=timeout)
-                    if process.is_alive():
-                        log.error("search %s %s; killing the process", lease.search_id, why)
-                        _kill(process)
+                    log.warning("the %s %s; killing it", child.name, why)
+                    child.process.kill()
         return state
 
-    def _heartbeat(self, lease: Lease, state: SupervisionState) -> SupervisionState:
+    def _heartbeat(self, child: Child, state: SupervisionState) -> SupervisionState:
+        lease, seconds = child.lease, self.settings.lease_seconds
         try:
-            self.store.renew_lease(lease, self.settings.lease_seconds)
-            self.store.worker_heartbeat(self.id, lease.search_id)
+            if isinstance(lease, SlotLease):
+                self.store.renew_slot(lease, seconds)
+            else:
+                self.store.renew_lease(lease, seconds)
         except LeaseLostError:
-            return after_lease_lost(state, self.store.get_search(lease.search_id), lease)
+            search = self.store.get_search(child.search_id)
+            if isinstance(lease, SlotLease):
+                return after_slot_lease_lost(state, search)
+            return after_lease_lost(state, search, lease)
+        except StoreUnavailableError:
+            log.warning("database unavailable; the %s is not renewed", child.name)
         return state
 
-    def settle(self, lease: Lease, exitcode: int | None, state: SupervisionState) -> None:
-        """Do what the exit of the search process with ``exitcode`` means for its search."""
+    def settle(self, child: Child) -> None:
+        """Do what the exit of a child's process means for its slot or finishing step."""
+        exitcode, state, lease = child.process.exitcode, child.state, child.lease
+        if isinstance(lease, SlotLease):
+            decision = after_slot_exit(exitcode, state)
+            if isinstance(decision, LeaveSlot):
+                self._leave(lease, died=decision.died)
+            return
         search = (
             None if exit_settles_it(exitcode, state) else self.store.get_search(lease.search_id)
         )
@@ -160,10 +217,17 @@ class Worker:
             case Close(status=status, error=error):
                 self._close(lease, status, error)
 
+    def _leave(self, lease: SlotLease, *, died: bool) -> None:
+        try:
+            self.store.leave_slot(lease, died=died, max_attempts=self.settings.max_attempts)
+            log.info("left slot %s of search %s", lease.slot_id[:8], lease.search_id)
+        except LeaseLostError:
+            log.warning("slot %s of search %s was gone already", lease.slot_id, lease.search_id)
+
     def _give_back(self, lease: Lease) -> None:
         try:
             self.store.release(lease)
-            log.info("gave search %s back to the queue", lease.search_id)
+            log.info("gave the finishing step of search %s back", lease.search_id)
         except LeaseLostError:
             log.warning("search %s was taken over before it could be given back", lease.search_id)
 
@@ -172,9 +236,3 @@ class Worker:
             self.store.finish_search(lease, status, error=error)
         except LeaseLostError:
             log.warning("search %s was taken over before it could be closed", lease.search_id)
-
-
-def _kill(process: Process) -> None:
-    if process.is_alive():
-        process.kill()
-    process.join()

@@ -1,12 +1,13 @@
-"""One search from data to exported models. Imports Keras: load it only in a search
-process whose ``KERAS_BACKEND`` is already set."""
+"""What a slot or a search's finishing step builds first: the search's data and its tuner
+on this process's devices. Imports Keras: load it only in a process whose ``KERAS_BACKEND``
+is already set."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -16,29 +17,17 @@ from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
 from nas.core.spaces.data_bounds import ModelBounds, model_bounds
 from nas.core.specs import SearchSpec
-from nas.core.store import (
-    EndedBy,
-    ExportedModel,
-    FinalTraining,
-    Lease,
-    LeaseLostError,
-    SearchRecord,
-    SearchStatus,
-    Store,
-)
+from nas.core.store import LeaseLostError, SearchRecord, Store
 from nas.hypermodels import build_hypermodel
 from nas.worker.batching import full_batches, validation_batch_size
 from nas.worker.budget import FINAL_TRAINING_SHARE, SearchClock
 from nas.worker.datasets import ImageSet
-from nas.worker.export import best_completed_trials, export_best_models
-from nas.worker.final_training import FinalModel, train_to_the_end
 from nas.worker.hardware import Placement, choose_precision, select_placement
 from nas.worker.journal import TrialJournal
-from nas.worker.parallel import trial_processes
 from nas.worker.pruning import StopRules
 from nas.worker.search_data import SearchData, load_search_data
 from nas.worker.signals import Interruptions
-from nas.worker.tuning import BudgetSpent, SearchInterrupted, SearchStopped, build_tuner
+from nas.worker.tuning import build_tuner
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +44,10 @@ class SearchSetup:
     precision: str
     data: SearchData
     artifacts: SearchArtifacts
-    journal: TrialJournal
+    #: Where a slot's trials are journaled; None in the finishing step, which runs none.
+    journal: TrialJournal | None
+    #: Raises LeaseLostError once the lease of the slot or finishing step is gone.
+    ensure_held: Callable[[], None]
     tuner: keras_tuner.Tuner
     stop_rules: StopRules
     #: The whole budget's clock (``stop_rules`` run on exploration's share of it).
@@ -91,19 +83,6 @@ class SearchSetup:
         }
 
 
-def leased_search(store: Store, lease: Lease) -> SearchRecord:
-    """The leased search as the store has it."""
-    search = store.get_search(lease.search_id)
-    if search is None:
-        raise LeaseLostError(f"search {lease.search_id} no longer exists")
-    return search
-
-
-def search_spec(store: Store, lease: Lease) -> SearchSpec:
-    """The spec of the leased search."""
-    return SearchSpec.model_validate(leased_search(store, lease).spec)
-
-
 def search_clock(search: SearchRecord, spec: SearchSpec) -> SearchClock:
     """The clock of the search's budget, from its first start."""
     if search.started_at is None:
@@ -112,11 +91,20 @@ def search_clock(search: SearchRecord, spec: SearchSpec) -> SearchClock:
 
 
 def prepare_search(
-    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
+    store: Store,
+    settings: Settings,
+    search_id: str,
+    interruptions: Interruptions,
+    *,
+    journal: TrialJournal | None,
+    ensure_held: Callable[[], None],
 ) -> SearchSetup:
-    """Load the search's data and build its tuner on this process's devices: the search
-    process does, and so does each trial process of a search with several trials in flight."""
-    search = leased_search(store, lease)
+    """Load the search's data and build its tuner on this process's devices: each slot does
+    (journaling its trials into ``journal``), and so does the finishing step (no journal).
+    ``ensure_held`` raises LeaseLostError once the caller's lease is gone."""
+    search = store.get_search(search_id)
+    if search is None:
+        raise LeaseLostError(f"search {search_id} no longer exists")
     spec = SearchSpec.model_validate(search.spec)
     placement = select_placement(settings.backend)
     precision = choose_precision(spec.tuner.precision, placement.accelerator)
@@ -126,8 +114,7 @@ def prepare_search(
         keras.utils.set_random_seed(spec.tuner.seed)
 
     data = load_search_data(spec.dataset, settings)
-    artifacts = SearchArtifacts(settings.artifacts_dir, lease.search_id)
-    journal = TrialJournal(store, lease, spec.objective)
+    artifacts = SearchArtifacts(settings.artifacts_dir, search_id)
     bounds = model_bounds(
         spec.space,
         train_images=len(data.train),
@@ -156,9 +143,8 @@ def prepare_search(
         interruptions,
         stop_rules,
         tf_strategy=placement.tf_strategy,
-        overwrite=False,  # a re-claimed search resumes from the oracle's saved state
         tensorboard_dir=artifacts.tensorboard_dir,
-        seeded=warm_start(store, lease, spec, data),
+        seeded=warm_start(store, search_id, spec, data),
     )
     return SearchSetup(
         spec,
@@ -167,6 +153,7 @@ def prepare_search(
         data,
         artifacts,
         journal,
+        ensure_held,
         tuner,
         stop_rules,
         clock,
@@ -176,154 +163,17 @@ def prepare_search(
 
 
 def warm_start(
-    store: Store, lease: Lease, spec: SearchSpec, data: SearchData
+    store: Store, search_id: str, spec: SearchSpec, data: SearchData
 ) -> list[dict[str, Any]]:
     """The best configurations of the owner's earlier searches of the same photos at the same
     size (none if ``tuner.warm_start`` is off), without the tuners' bookkeeping values."""
     fingerprint = data.images.fingerprint
     if not spec.tuner.warm_start or fingerprint is None:
         return []
-    found = store.warm_start_configurations(
-        lease.search_id, fingerprint, limit=WARM_START_CONFIGURATIONS
-    )
+    found = store.warm_start_configurations(search_id, fingerprint, limit=WARM_START_CONFIGURATIONS)
     if found:
         log.info("warm start: %d configuration(s) of earlier searches first", len(found))
     return [
         {name: value for name, value in values.items() if not name.startswith("tuner/")}
         for values in found
     ]
-
-
-def run_search(
-    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
-) -> bool:
-    """Load the data, tune, train the best architectures to the end, export the best models
-    and close the search.
-
-    Returns False when SIGTERM interrupted it before the end (and nobody cancelled it):
-    the search is left as it is, for the worker to give back to the queue.
-    """
-    in_flight = min(settings.parallel_trials, search_spec(store, lease).tuner.planned_trials())
-    crew = trial_processes(settings, lease, in_flight, interruptions) if in_flight > 1 else None
-    with crew or contextlib.nullcontext() as trials:
-        setup = prepare_search(store, settings, lease, interruptions)
-        _record_run_context(store, lease, setup, in_flight)
-        try:
-            if trials is not None:
-                trials.serve(setup.tuner)
-            else:
-                setup.tuner.search(**setup.fit_arguments())
-            outcome: SearchStatus | None = SearchStatus.SUCCEEDED
-        except BudgetSpent:
-            outcome = SearchStatus.SUCCEEDED  # the exploration clock says so below
-        except SearchStopped as stopped:
-            outcome = _stopped_outcome(store, lease, stopped)
-    finals: list[FinalModel] = []
-    if outcome == SearchStatus.SUCCEEDED:
-        try:
-            finals = _train_to_the_end(store, lease, setup, interruptions)
-        except SearchStopped as stopped:
-            outcome = _stopped_outcome(store, lease, stopped)
-    if outcome is None:
-        log.info("interrupted; the search goes back to the queue and resumes later")
-        return False
-    if outcome == SearchStatus.CANCELLED:
-        log.info("cancelled by the user; exporting the best finished trials")
-
-    setup.journal.ensure_held()
-    spec = setup.spec
-    models = export_best_models(
-        setup.tuner,
-        top_k=spec.export_top_k,
-        artifacts=setup.artifacts,
-        class_names=setup.images.class_names,
-        image_size=spec.dataset.image_size,
-        test=setup.data.test,
-        batch_size=spec.tuner.batch_size,
-        trained_to_the_end={
-            final.training.trial_id: final.model for final in finals if final.model is not None
-        },
-    )
-    store.record_models(lease, models)
-    if finals:
-        store.record_final_training(lease, _with_test_accuracy(finals, models))
-    if outcome == SearchStatus.SUCCEEDED and not models:
-        store.finish_search(lease, SearchStatus.FAILED, error="every trial failed")
-    elif outcome == SearchStatus.SUCCEEDED:
-        ended_by = EndedBy.BUDGET if setup.stop_rules.clock.expired() else EndedBy.MAX_TRIALS
-        store.finish_search(lease, outcome, ended_by=ended_by)
-    else:
-        store.finish_search(lease, outcome)
-    return True
-
-
-def _stopped_outcome(store: Store, lease: Lease, stopped: SearchStopped) -> SearchStatus | None:
-    """CANCELLED for a search the user cancelled; None for one the worker's SIGTERM stopped,
-    which goes back to the queue."""
-    if isinstance(stopped, SearchInterrupted) and not store.is_cancel_requested(lease.search_id):
-        return None
-    return SearchStatus.CANCELLED
-
-
-def _train_to_the_end(
-    store: Store, lease: Lease, setup: SearchSetup, interruptions: Interruptions
-) -> list[FinalModel]:
-    """The final trainings of the search's best ``final_top_k`` architectures."""
-    spec = setup.spec
-    best = best_completed_trials(setup.tuner, min(spec.final_top_k, spec.export_top_k))
-    if not best:
-        return []
-    return train_to_the_end(
-        setup,
-        best,
-        {trial.trial_id: trial for trial in store.list_trials(lease.search_id)},
-        # With a time budget, what its whole clock has left (exploration stopped short of it,
-        # leaving FINAL_TRAINING_SHARE); without one, None trains each architecture for the
-        # epochs its trial trained.
-        remaining_seconds=lambda: None if setup.clock.seconds is None else setup.clock.remaining(),
-        interruptions=interruptions,
-        cancel_requested=lambda: store.is_cancel_requested(lease.search_id),
-    )
-
-
-def _with_test_accuracy(
-    finals: list[FinalModel], models: list[ExportedModel]
-) -> list[FinalTraining]:
-    """The final trainings, each with the test accuracy of its exported model."""
-    accuracy = {model.trial_id: model.test_accuracy for model in models}
-    return [
-        replace(final.training, test_accuracy=accuracy.get(final.training.trial_id))
-        if final.model is not None
-        else final.training
-        for final in finals
-    ]
-
-
-def _record_run_context(store: Store, lease: Lease, setup: SearchSetup, in_flight: int) -> None:
-    placement, data = setup.placement, setup.data
-    store.record_run_context(
-        lease,
-        accelerator=placement.accelerator.as_dict(),
-        precision=setup.precision,
-        dataset_info=data.info() | {"model_bounds": setup.bounds.as_dict()},
-    )
-    log.info(
-        "training on %s (%s, %d replicas) in %s, %d trial(s) at a time: "
-        "%d train / %d validation / %d test images",
-        placement.accelerator.platform,
-        placement.accelerator.strategy,
-        placement.accelerator.replicas,
-        setup.precision,
-        in_flight,
-        len(data.train),
-        len(data.validation),
-        0 if data.test is None else len(data.test.labels),
-    )
-
-
-def run_trials(
-    store: Store, settings: Settings, lease: Lease, interruptions: Interruptions
-) -> None:
-    """The body of one trial process: ask the search's oracle for trials until it has none."""
-    setup = prepare_search(store, settings, lease, interruptions)
-    setup.tuner.search(**setup.fit_arguments())

@@ -1,4 +1,5 @@
-"""What the worker decides while it supervises a search process, and after it exits.
+"""What the worker decides while it supervises its processes (one per slot it holds in a
+search, one per finishing step it took), and after each exits.
 
 Plain functions of what was observed: no process, no clock, no store. The worker
 (``worker.loop``) observes the time, the stop requests and the store, and carries out the
@@ -11,9 +12,14 @@ from dataclasses import dataclass, replace
 
 from nas.core.settings import Settings
 from nas.core.store import Lease, SearchRecord, SearchStatus
-from nas.worker.process import EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK
+from nas.worker.process import (
+    EXIT_CANCELLED,
+    EXIT_INTERRUPTED,
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+)
 
-#: How long a search process may take to stop after SIGTERM before it is killed.
+#: How long a process may take to stop after SIGTERM before it is killed.
 STOP_TIMEOUT_SECONDS = 30.0
 #: How often a running search is checked for a cancel request.
 CANCEL_POLL_SECONDS = 1.0
@@ -23,15 +29,17 @@ LOST_LEASE_EXIT_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class SupervisionState:
-    """What happened so far while one search process ran; times on the monotonic clock."""
+    """What happened so far while one process ran; times on the monotonic clock."""
 
     next_heartbeat_at: float = 0.0
     next_cancel_check_at: float = 0.0
     cancel_seen_at: float | None = None
     terminated_at: float | None = None
     lease_lost: bool = False
-    #: The search process closed the search itself and is only exiting.
+    #: The process closed the search itself and is only exiting.
     closed: bool = False
+    #: Since when the process, closed or without its lease, is waited for to exit.
+    exit_awaited_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,15 +67,7 @@ class Kill:
     why: str
 
 
-@dataclass(frozen=True)
-class AwaitExit:
-    """Wait up to ``timeout`` seconds for the process to exit, then kill it."""
-
-    timeout: float
-    why: str
-
-
-Action = Heartbeat | CheckCancel | Terminate | Kill | AwaitExit
+Action = Heartbeat | CheckCancel | Terminate | Kill
 
 
 @dataclass(frozen=True)
@@ -81,16 +81,16 @@ class Step:
 def next_actions(
     state: SupervisionState, stop_requests: int, now: float, settings: Settings
 ) -> Step:
-    """What to do at one tick of the supervise loop while the search process is alive.
+    """What to do at one tick of the supervise loop while the process is alive.
 
     ``stop_requests`` counts the worker's SIGTERM/SIGINT so far: the first interrupts the
-    search, the second kills it. Each action that ends the process is the only one.
+    process, the second kills it. Each action that ends the process is the only one.
     """
     if state.closed:
-        return Step(state, (AwaitExit(STOP_TIMEOUT_SECONDS, "ended but its process hangs"),))
+        return _await_exit(state, now, STOP_TIMEOUT_SECONDS, "ended but its process hangs")
     if state.lease_lost:
-        # Another worker holds the search now: its old process must stop writing at once.
-        return Step(state, (AwaitExit(LOST_LEASE_EXIT_SECONDS, "lost its lease"),))
+        # Another worker holds the work now: the old process must stop writing at once.
+        return _await_exit(state, now, LOST_LEASE_EXIT_SECONDS, "lost its lease")
     if stop_requests >= 2:
         return Step(state, (Kill("must stop at once (second stop request)"),))
     actions: list[Action] = []
@@ -108,6 +108,15 @@ def next_actions(
     if state.terminated_at is not None and now - state.terminated_at > STOP_TIMEOUT_SECONDS:
         actions.append(Kill("ignored SIGTERM"))
     return Step(state, tuple(actions))
+
+
+def _await_exit(state: SupervisionState, now: float, timeout: float, why: str) -> Step:
+    """Give a process that only has to exit ``timeout`` seconds to, then kill it."""
+    if state.exit_awaited_since is None:
+        return Step(replace(state, exit_awaited_since=now))
+    if now - state.exit_awaited_since > timeout:
+        return Step(state, (Kill(why),))
+    return Step(state)
 
 
 def after_cancel_check(
@@ -133,14 +142,22 @@ def _interrupt_after_grace(state: SupervisionState, now: float, settings: Settin
 def after_lease_lost(
     state: SupervisionState, search: SearchRecord | None, lease: Lease
 ) -> SupervisionState:
-    """A heartbeat found the lease gone: either the search process closed the search (it is
-    only exiting then) or another worker took it over."""
+    """A heartbeat found the finishing step's lease gone: either its process closed the
+    search (it is only exiting then) or another worker took the step over."""
     closed = closed_by_its_process(search, lease)
     return replace(state, closed=closed, lease_lost=not closed)
 
 
+def after_slot_lease_lost(state: SupervisionState, search: SearchRecord | None) -> SupervisionState:
+    """A heartbeat found a slot's lease gone: the search ended (a slot's process may have
+    failed it: it is only exiting then) or the slot was taken back (its trial goes on
+    elsewhere: its process must stop writing at once)."""
+    closed = search is None or search.status.terminal
+    return replace(state, closed=closed, lease_lost=not closed)
+
+
 def closed_by_its_process(search: SearchRecord | None, lease: Lease) -> bool:
-    """Whether the search process of ``lease`` closed the search itself."""
+    """Whether the finishing process of ``lease`` closed the search itself."""
     return (
         search is not None
         and search.status.terminal
@@ -155,8 +172,28 @@ class LeaveAlone:
 
 
 @dataclass(frozen=True)
+class LeaveSlot:
+    """Give the slot up; a trial it left running goes to another slot. A slot whose process
+    ``died`` counts as a lost lease against that trial."""
+
+    died: bool
+
+
+#: Ways for a slot's process to end that leave no trial behind it or give it back.
+ORDERLY_SLOT_EXITS = frozenset({EXIT_OK, EXIT_INTERRUPTED, EXIT_CANCELLED})
+
+
+def after_slot_exit(exitcode: int | None, state: SupervisionState) -> LeaveSlot | LeaveAlone:
+    """What to do with a slot once its process exited with ``exitcode`` (negative: the
+    signal that killed it; None: it never ran)."""
+    if state.lease_lost or state.closed or exitcode == EXIT_LEASE_LOST:
+        return LeaveAlone()  # the slot is gone already
+    return LeaveSlot(died=exitcode not in ORDERLY_SLOT_EXITS)
+
+
+@dataclass(frozen=True)
 class GiveBack:
-    """Release the search to the queue; another worker resumes it."""
+    """Give the finishing step back; another worker takes it."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +208,8 @@ Decision = LeaveAlone | GiveBack | Close
 
 
 def exit_settles_it(exitcode: int | None, state: SupervisionState) -> bool:
-    """Whether the exit alone settles the search, so that the store need not be asked: the
-    process ended it, or the search belongs to another worker now."""
+    """Whether the exit of a finishing step's process alone settles the search, so that the
+    store need not be asked: the process ended it, or the step is another worker's now."""
     return exitcode in (EXIT_OK, EXIT_LEASE_LOST) or state.lease_lost
 
 
@@ -184,8 +221,9 @@ def after_exit(
     *,
     stopping: bool,
 ) -> Decision:
-    """What to do with the search once its process exited with ``exitcode`` (negative: the
-    signal that killed it; None: it never ran), given the search as the store has it now."""
+    """What to do with the search once its finishing step's process exited with ``exitcode``
+    (negative: the signal that killed it; None: it never ran), given the search as the store
+    has it now."""
     if exit_settles_it(exitcode, state):
         return LeaveAlone()
     if (
@@ -193,10 +231,10 @@ def after_exit(
         or search.status != SearchStatus.RUNNING
         or search.worker_id != lease.worker_id
     ):
-        return LeaveAlone()  # the search process closed it itself
+        return LeaveAlone()  # its process closed it itself
     if state.cancel_seen_at is not None:
         return Close(SearchStatus.CANCELLED)
     if exitcode == EXIT_INTERRUPTED or stopping:
         return GiveBack()
     how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else exitcode
-    return Close(SearchStatus.FAILED, f"the search process died (exit {how})")
+    return Close(SearchStatus.FAILED, f"the finishing process died (exit {how})")

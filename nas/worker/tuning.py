@@ -16,7 +16,6 @@ from nas.worker.journal import TrialJournal
 from nas.worker.keras_tuner_adapter import (
     CheckpointResumingTuner,
     PrivateTunerHooks,
-    retry_no_ended_trial,
     write_tuner_state_atomically,
 )
 from nas.worker.oracles import build_oracle
@@ -48,6 +47,11 @@ class SearchInterrupted(SearchStopped):
 
 class BudgetSpent(SearchStopped):
     """The search's time budget is spent: no new trial starts."""
+
+
+class SlotYielded(SearchStopped):
+    """Another search waits for a slot while this one holds more: the slot leaves between
+    two trials, and its worker joins the search that needs it most."""
 
 
 class LeaseLostInTrial(LeaseLostError, keras_tuner.errors.FatalError):
@@ -123,7 +127,8 @@ class EpochReporter(keras.callbacks.Callback):
 
 
 class ReportingTuner(PrivateTunerHooks):
-    """Mixin for a KerasTuner tuner: journals trials; raises SearchCancelled between trials."""
+    """Mixin for a KerasTuner tuner: journals trials; between trials, stops for the budget, a
+    stop request or a cancel, and leaves for a search that waits for a slot."""
 
     journal: TrialJournal
     interruptions: Interruptions
@@ -132,8 +137,20 @@ class ReportingTuner(PrivateTunerHooks):
 
     def pre_create_trial(self) -> None:
         super().pre_create_trial()  # type: ignore[misc]
+        if self.interruptions.requested:
+            raise SearchInterrupted
         if self.stop_rules.clock.expired():
             raise BudgetSpent
+        if self.journal.cancel_requested:
+            raise SearchCancelled
+        if self.journal.should_yield():
+            raise SlotYielded
+
+    def save(self) -> None:
+        """Only the oracle has state, and each of its steps saves it (no tuner.json)."""
+
+    def reload(self) -> None:
+        """Only the oracle has state; each of its steps reloads it."""
 
     def on_trial_begin(self, trial: keras_tuner.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)  # type: ignore[misc]
@@ -161,7 +178,7 @@ class ReportingTuner(PrivateTunerHooks):
             self.journal.trial_ended(trial.trial_id, completed=False, error="cancelled")
             raise SearchCancelled
         # The status is the oracle's (it fails a trial whose objective is NaN); the error is
-        # this process's: the chief oracle of parallel trials does not get the message back.
+        # this process's.
         self.journal.trial_ended(
             trial.trial_id,
             completed=not failed,
@@ -173,18 +190,17 @@ def build_tuner(
     spec: SearchSpec,
     hypermodel: keras_tuner.HyperModel,
     project_dir: Path,
-    journal: TrialJournal,
+    journal: TrialJournal | None,
     interruptions: Interruptions,
     stop_rules: StopRules,
     *,
     tf_strategy: Any | None,
-    overwrite: bool,
     tensorboard_dir: Path | None,
     seeded: Sequence[Mapping[str, Any]] = (),
 ) -> keras_tuner.Tuner:
-    """The tuner the spec asks for, journaling into ``journal``; it tries the space's
-    defaults first, then the ``seeded`` configurations. On the TensorFlow backend each trial
-    also logs to TensorBoard under ``tensorboard_dir``."""
+    """The tuner the spec asks for, journaling into ``journal`` (None: it runs no trials);
+    it tries the space's defaults first, then the ``seeded`` configurations. On the
+    TensorFlow backend each trial also logs to TensorBoard under ``tensorboard_dir``."""
     write_tuner_state_atomically()
     base = TUNER_CLASSES[spec.tuner.algorithm]
     tuner_class = type(f"Reporting{base.__name__}", (ReportingTuner, base), {})
@@ -193,11 +209,10 @@ def build_tuner(
         hypermodel=hypermodel,
         directory=str(project_dir.parent),
         project_name=project_dir.name,
-        overwrite=overwrite,
+        # The oracle's saved state is read where it is used, under the search's lock.
+        overwrite=False,
         distribution_strategy=tf_strategy,
     )
-    if isinstance(tuner.oracle, keras_tuner.Oracle):  # not a trial process's OracleClient
-        retry_no_ended_trial(tuner.oracle)
     tuner.journal = journal
     tuner.interruptions = interruptions
     tuner.stop_rules = stop_rules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
@@ -19,6 +20,13 @@ router = APIRouter(
 )
 
 
+class RunningTrialOut(BaseModel):
+    """A trial a worker runs now (``trial_id`` null while its slot is between trials)."""
+
+    search_id: str
+    trial_id: str | None
+
+
 class WorkerOut(BaseModel):
     id: str
     hostname: str
@@ -27,10 +35,27 @@ class WorkerOut(BaseModel):
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None
-    current_search_id: str | None
+    #: Trials it runs at once (NAS_PARALLEL_TRIALS).
+    slots: int
+    #: The devices its trials train on; null until a slot of it looked.
+    accelerator: dict[str, Any] | None
+    current_trials: list[RunningTrialOut]
 
 
 @router.get("")
 def list_workers(store: StoreDep) -> dict[str, list[WorkerOut]]:
-    """Every worker that registered, newest first, with its last heartbeat (admin only)."""
-    return {"items": [WorkerOut(**vars(worker)) for worker in store.list_workers()]}
+    """Every worker that registered, newest first, with its last heartbeat, its host and
+    accelerator, its slots and the trials it runs now (admin only)."""
+    return {
+        "items": [
+            WorkerOut(
+                **vars(worker)
+                | {
+                    "current_trials": [
+                        RunningTrialOut(**vars(run)) for run in worker.current_trials
+                    ]
+                }
+            )
+            for worker in store.list_workers()
+        ]
+    }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class SearchStatus(StrEnum):
@@ -85,6 +87,12 @@ class TrialRecord:
     test_accuracy: float | None = None
     #: Why the trial stopped before its last epoch (a pruner, the budget); None otherwise.
     stop_reason: str | None = None
+    #: Where it ran (last): the worker, its host and the devices it trained on.
+    worker_id: str | None = None
+    hostname: str | None = None
+    accelerator: dict[str, Any] | None = None
+    #: Leases lost in a row without a newly finished epoch.
+    lost_leases: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -178,6 +186,42 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class SlotLease:
+    """The right of one worker to run trials of a search in one slot. ``slot_id`` is the
+    fencing token, and the KerasTuner tuner id the search's oracle hands trials out to."""
+
+    slot_id: str
+    search_id: str
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class OracleContext:
+    """What a worker reconciles the search's oracle with, under the search's lock: the slots
+    still alive (a dead slot's ongoing trial is run again) and the trials the store failed
+    because their slots kept dying without progress (trial id to reason)."""
+
+    live_slots: frozenset[str]
+    failed_trials: dict[str, str]
+
+
+@dataclass(frozen=True)
+class OracleOutcome(Generic[T]):
+    """What one step of the oracle returns, and whether it hands out no more trials."""
+
+    value: T
+    trials_exhausted: bool = False
+
+
+@dataclass(frozen=True)
+class RunningTrial:
+    """A trial a worker runs now."""
+
+    search_id: str
+    trial_id: str | None
+
+
+@dataclass(frozen=True)
 class ExportedModel:
     """A model exported at the end of a search, ranked from 1."""
 
@@ -203,7 +247,12 @@ class WorkerRecord:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None
-    current_search_id: str | None
+    #: Trials it runs at once.
+    slots: int = 1
+    #: The devices its trials train on; None until a slot of it looked.
+    accelerator: dict[str, Any] | None = None
+    #: What its slots run now (a trial id is None while a slot is between trials).
+    current_trials: tuple[RunningTrial, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Update, and_, func, or_, select, tuple_, update
+from sqlalchemy import Engine, Update, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -38,10 +38,14 @@ from nas.core.store.records import (
     ExportedModel,
     FinalTraining,
     Lease,
+    OracleContext,
+    OracleOutcome,
+    RunningTrial,
     SearchKey,
     SearchRecord,
     SearchRevision,
     SearchStatus,
+    SlotLease,
     TokenRecord,
     TrialRecord,
     TrialStatus,
@@ -51,6 +55,7 @@ from nas.core.store.tables import (
     AttemptRow,
     ModelRow,
     SearchRow,
+    SlotRow,
     TokenRow,
     TrialRow,
     WorkerRow,
@@ -59,6 +64,7 @@ from nas.core.store.tables import (
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class _DuplicateKeyError(StoreError):
@@ -194,6 +200,7 @@ class Store:
             attempt=0,
             cancel_requested=False,
             revision=0,
+            max_parallel_trials=spec.get("tuner", {}).get("max_parallel_trials"),
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
@@ -298,13 +305,261 @@ class Store:
             _revise(session, search_id)
             return _search_records(session, [row])[0]
 
+    # Slots: the trials of running searches, spread over workers -----------------------
+
     @retried
-    def claim_next(self, worker_id: str, lease_seconds: float) -> Lease | None:
-        """Atomically take the oldest queued search, or None when the queue is empty."""
+    def join_next(self, worker_id: str, *, hostname: str, lease_seconds: float) -> SlotLease | None:
+        """Take a slot, under its own lease, in the search that needs one most: of the queued
+        and running searches that still hand out trials and have room for another slot, the
+        one with the fewest slots, the oldest among equals. Marks it running. None when no
+        search needs a slot."""
         now = utcnow()
-        oldest_queued = (
+        slots = _slot_count(SearchRow.id).scalar_subquery()
+        with self._transaction(write=True) as session:
+            chosen = session.execute(
+                select(SearchRow.id)
+                .where(*_wants_slots(slots))
+                .order_by(slots, SearchRow.created_at, SearchRow.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
+            if chosen is None:
+                return None
+            row = session.get(SearchRow, chosen)
+            if row is None:
+                return None
+            # Counted again under the row lock: a slot may have joined since the query began.
+            if (
+                row.max_parallel_trials is not None
+                and (session.scalar(_slot_count(chosen)) or 0) >= row.max_parallel_trials
+            ):
+                return None
+            row.status = SearchStatus.RUNNING.value
+            row.started_at = row.started_at or now
+            _revise(session, chosen)
+            slot = SlotRow(
+                slot_id=uuid.uuid4().hex,
+                search_id=chosen,
+                worker_id=worker_id,
+                hostname=hostname,
+                joined_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            )
+            session.add(slot)
+            return SlotLease(slot_id=slot.slot_id, search_id=chosen, worker_id=worker_id)
+
+    @retried
+    def slot_should_yield(self, lease: SlotLease) -> bool:
+        """Whether the slot's search holds two slots more than another search that wants one:
+        the slot leaves between two trials then, so searches share the workers in turn."""
+        slots = _slot_count(SearchRow.id).scalar_subquery()
+        with self._transaction() as session:
+            mine = session.scalar(_slot_count(lease.search_id)) or 0
+            fewest = session.scalar(
+                select(func.min(slots)).where(*_wants_slots(slots), SearchRow.id != lease.search_id)
+            )
+            return fewest is not None and fewest + 1 < mine
+
+    @retried
+    def renew_slot(self, lease: SlotLease, lease_seconds: float) -> LeaseState:
+        """Extend a slot's lease (its heartbeat); raises LeaseLostError if it is gone."""
+        with self._transaction(write=True) as session:
+            renewed = session.execute(
+                update(SlotRow)
+                .where(*_slot_held_by(lease))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not renewed:
+                raise LeaseLostError(_slot_lost(lease))
+            return LeaseState(
+                cancel_requested=bool(
+                    session.scalar(
+                        select(SearchRow.cancel_requested).where(SearchRow.id == lease.search_id)
+                    )
+                )
+            )
+
+    @retried
+    def check_slot(self, lease: SlotLease) -> None:
+        """Raise LeaseLostError unless the slot's lease still holds (before writing files)."""
+        with self._transaction(write=True) as session:
+            _check_slot(session, lease)
+
+    @retried
+    def oracle_step(self, lease: SlotLease, step: Callable[[OracleContext], OracleOutcome[T]]) -> T:
+        """Run ``step`` on the search's oracle under the search's lock, fenced by the slot's
+        lease, and note whether the oracle hands out more trials, all in one transaction.
+
+        ``step`` gets the live slots and the trials the store failed, to reconcile the oracle's
+        saved state with them; it works on files only and must not call the store (on SQLite
+        this transaction holds the database's write lock). Runs again on a transient error:
+        ``step`` must reload the oracle's state each time.
+        """
+        with self._transaction(write=True) as session:
+            row = session.scalars(
+                select(SearchRow)
+                .where(
+                    SearchRow.id == lease.search_id, SearchRow.status == SearchStatus.RUNNING.value
+                )
+                .with_for_update()
+            ).one_or_none()
+            if row is None or session.get(SlotRow, lease.slot_id) is None:
+                raise LeaseLostError(_slot_lost(lease))
+            live = session.scalars(
+                select(SlotRow.slot_id).where(SlotRow.search_id == lease.search_id)
+            ).all()
+            failed = session.execute(
+                select(TrialRow.trial_id, TrialRow.error).where(
+                    TrialRow.search_id == lease.search_id,
+                    TrialRow.status == TrialStatus.FAILED.value,
+                )
+            ).all()
+            outcome = step(
+                OracleContext(
+                    live_slots=frozenset(live),
+                    failed_trials={trial_id: error or "failed" for trial_id, error in failed},
+                )
+            )
+            exhausted = outcome.trials_exhausted
+            if exhausted is not None and exhausted != row.trials_exhausted:
+                row.trials_exhausted = exhausted
+                _revise(session, lease.search_id)
+            return outcome.value
+
+    @retried
+    def record_run_context(
+        self,
+        lease: SlotLease,
+        *,
+        accelerator: dict[str, Any],
+        precision: str,
+        dataset_info: dict[str, Any],
+    ) -> None:
+        """Note where a slot trains (on the slot, its worker and, first, the search) and, from
+        the first slot that loaded the data, how the search trains: precision and data (its
+        ``fingerprint``, if any, kept indexed for :meth:`warm_start_configurations`)."""
+        with self._transaction(write=True) as session:
+            _check_slot(session, lease)
+            session.execute(
+                update(SlotRow)
+                .where(SlotRow.slot_id == lease.slot_id)
+                .values(accelerator=accelerator)
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == lease.worker_id)
+                .values(accelerator=accelerator)
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                update(SearchRow)
+                .where(SearchRow.id == lease.search_id, SearchRow.dataset_info.is_(None))
+                .values(
+                    accelerator=accelerator,
+                    precision=precision,
+                    dataset_info=dataset_info,
+                    dataset_fingerprint=dataset_info.get("fingerprint"),
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    @retried
+    def mark_trials_exhausted(self, lease: SlotLease) -> None:
+        """Note that the search hands out no more trials (its time budget is spent)."""
+        with self._transaction(write=True) as session:
+            _check_slot(session, lease)
+            session.execute(
+                update(SearchRow)
+                .where(SearchRow.id == lease.search_id)
+                .values(trials_exhausted=True)
+                .execution_options(synchronize_session=False)
+            )
+
+    @retried
+    def leave_slot(self, lease: SlotLease, *, died: bool, max_attempts: int) -> None:
+        """Give a slot up. A trial it left running is run again by another slot, unless the
+        slot ``died`` (its process crashed) ``max_attempts`` times in a row without a new
+        epoch: the trial fails then. Raises LeaseLostError if the slot is gone already."""
+        with self._transaction(write=True) as session:
+            _revise(session, lease.search_id)
+            slot = session.scalars(
+                select(SlotRow).where(*_slot_held_by(lease)).with_for_update()
+            ).one_or_none()
+            if slot is None:
+                raise LeaseLostError(_slot_lost(lease))
+            _vacate(session, slot, lost=died, max_attempts=max_attempts)
+
+    @retried
+    def fail_search(self, lease: SlotLease, error: str) -> None:
+        """End the search as failed from one of its slots (its data cannot be loaded); its
+        other slots lose their leases."""
+        with self._transaction(write=True) as session:
+            _check_slot(session, lease)
+            row = session.get(SearchRow, lease.search_id)
+            if row is None:
+                raise LeaseLostError(_slot_lost(lease))
+            session.execute(
+                delete(SlotRow)
+                .where(SlotRow.search_id == lease.search_id)
+                .execution_options(synchronize_session=False)
+            )
+            _interrupt_running_trials(session, lease.search_id)
+            _close(session, row, SearchStatus.FAILED, EndedBy.ERROR, error)
+
+    @retried
+    def reap_expired(self, max_attempts: int) -> list[str]:
+        """Take back what workers that stopped answering held, returning the searches
+        concerned: a slot's trial goes to another slot (it fails after ``max_attempts`` lost
+        leases in a row without a new epoch); a finishing step goes to another worker (the
+        search fails after ``max_attempts`` lost in a row)."""
+        now = utcnow()
+        with self._transaction(write=True) as session:
+            expired = session.execute(
+                select(SlotRow.slot_id, SlotRow.search_id).where(SlotRow.lease_expires_at < now)
+            ).all()
+            for slot_id, search_id in expired:
+                # The search's row first, as every writer of a search locks it.
+                _revise(session, search_id)
+                slot = session.scalars(
+                    select(SlotRow)
+                    .where(SlotRow.slot_id == slot_id, SlotRow.lease_expires_at < now)
+                    .with_for_update(skip_locked=True)
+                ).one_or_none()
+                if slot is not None:
+                    _vacate(session, slot, lost=True, max_attempts=max_attempts)
+            finishing = session.scalars(
+                select(SearchRow)
+                .where(
+                    SearchRow.status == SearchStatus.RUNNING.value,
+                    SearchRow.lease_expires_at < now,
+                )
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in finishing:
+                _end_attempt(session, row, AttemptOutcome.LEASE_EXPIRED, error=None)
+                row.worker_id, row.lease_expires_at = None, None
+                lost = _lost_in_a_row(session, row.id)
+                if lost >= max_attempts:
+                    message = f"the worker finishing the search stopped answering {lost} times"
+                    _close(session, row, SearchStatus.FAILED, EndedBy.ERROR, message)
+                _revise(session, row.id)
+            return sorted({search_id for _, search_id in expired} | {row.id for row in finishing})
+
+    @retried
+    def claim_finishing(self, worker_id: str, lease_seconds: float) -> Lease | None:
+        """Take the finishing step (final training, export, test, close) of the oldest running
+        search that hands out no more trials (or was cancelled) and has no slot left."""
+        now = utcnow()
+        ready = (
             select(SearchRow.id)
-            .where(SearchRow.status == SearchStatus.QUEUED.value)
+            .where(
+                SearchRow.status == SearchStatus.RUNNING.value,
+                or_(SearchRow.trials_exhausted.is_(True), SearchRow.cancel_requested.is_(True)),
+                SearchRow.worker_id.is_(None),
+                _slot_count(SearchRow.id).scalar_subquery() == 0,
+            )
             .order_by(SearchRow.created_at, SearchRow.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -312,12 +567,10 @@ class Store:
         )
         claim = (
             _revised(update(SearchRow))
-            .where(SearchRow.id == oldest_queued, SearchRow.status == SearchStatus.QUEUED.value)
+            .where(SearchRow.id == ready, SearchRow.worker_id.is_(None))
             .values(
-                status=SearchStatus.RUNNING.value,
                 worker_id=worker_id,
                 attempt=SearchRow.attempt + 1,
-                started_at=func.coalesce(SearchRow.started_at, now),
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
             .returning(SearchRow.id, SearchRow.attempt)
@@ -338,9 +591,12 @@ class Store:
             )
             return Lease(search_id=claimed.id, worker_id=worker_id, attempt=claimed.attempt)
 
+    # The finishing step's lease -------------------------------------------------------
+
     @retried
     def renew_lease(self, lease: Lease, lease_seconds: float) -> LeaseState:
-        """Extend the lease (the heartbeat); raises LeaseLostError if it is gone."""
+        """Extend the finishing step's lease (its heartbeat); raises LeaseLostError if it is
+        gone."""
         with self._transaction(write=True) as session:
             cancel_requested = session.execute(
                 update(SearchRow)
@@ -361,59 +617,12 @@ class Store:
 
     @retried
     def release(self, lease: Lease) -> None:
-        """Give a search back to the queue at once (a worker shutting down cleanly)."""
+        """Give the finishing step back at once (a worker shutting down cleanly): another
+        worker takes it."""
         with self._transaction(write=True) as session:
             row = _held_row(session, lease)
             _end_attempt(session, row, AttemptOutcome.RELEASED, error=None)
-            row.status, row.worker_id, row.lease_expires_at = SearchStatus.QUEUED.value, None, None
-
-    @retried
-    def requeue_expired(self, max_attempts: int) -> list[str]:
-        """Put back running searches whose lease ran out; fail those out of attempts."""
-        now = utcnow()
-        with self._transaction(write=True) as session:
-            rows = session.scalars(
-                select(SearchRow)
-                .where(
-                    SearchRow.status == SearchStatus.RUNNING.value,
-                    SearchRow.lease_expires_at < now,
-                )
-                .with_for_update(skip_locked=True)
-            ).all()
-            for row in rows:
-                _end_attempt(session, row, AttemptOutcome.LEASE_EXPIRED, error=None)
-                row.worker_id = None
-                row.lease_expires_at = None
-                if row.cancel_requested:
-                    row.status, row.finished_at = SearchStatus.CANCELLED.value, now
-                    row.ended_by = EndedBy.CANCELLED.value
-                elif row.attempt >= max_attempts:
-                    row.status, row.finished_at = SearchStatus.FAILED.value, now
-                    row.ended_by = EndedBy.ERROR.value
-                    row.error = f"the worker stopped answering on each of {row.attempt} attempts"
-                else:
-                    row.status = SearchStatus.QUEUED.value
-                _revise(session, row.id)
-            return [row.id for row in rows]
-
-    @retried
-    def record_run_context(
-        self,
-        lease: Lease,
-        *,
-        accelerator: dict[str, Any],
-        precision: str,
-        dataset_info: dict[str, Any],
-    ) -> None:
-        """Note where and how the search trains: strategy, devices, precision, data (its
-        ``fingerprint``, if any, is also kept indexed for :meth:`warm_start_configurations`)."""
-        self._write_fenced(
-            lease,
-            accelerator=accelerator,
-            precision=precision,
-            dataset_info=dataset_info,
-            dataset_fingerprint=dataset_info.get("fingerprint"),
-        )
+            row.worker_id, row.lease_expires_at = None, None
 
     @retried
     def warm_start_configurations(
@@ -464,15 +673,7 @@ class Store:
         with self._transaction(write=True) as session:
             row = _held_row(session, lease)
             _end_attempt(session, row, AttemptOutcome(status.value), error=error)
-            now = utcnow()
-            row.status, row.error, row.ended_by = status.value, error, ended_by.value
-            row.finished_at, row.lease_expires_at = now, None
-            row.wall_seconds = (now - row.started_at).total_seconds() if row.started_at else None
-            row.training_seconds = session.scalar(
-                select(func.coalesce(func.sum(TrialRow.seconds), 0.0)).where(
-                    TrialRow.search_id == lease.search_id
-                )
-            )
+            _close(session, row, status, ended_by, error)
 
     @retried
     def record_final_training(self, lease: Lease, trainings: Sequence[FinalTraining]) -> None:
@@ -492,14 +693,23 @@ class Store:
     # Trials ---------------------------------------------------------------------------
 
     @retried
-    def start_trial(self, lease: Lease, trial_id: str, hyperparameters: dict[str, Any]) -> None:
-        """Record that a trial began (again, if an earlier attempt was interrupted)."""
+    def start_trial(self, lease: SlotLease, trial_id: str, hyperparameters: dict[str, Any]) -> None:
+        """Record that a slot began a trial (again, if an earlier run was interrupted), and
+        where it runs."""
         with self._transaction(write=True) as session:
-            _check_fence(session, lease)
+            _check_slot(session, lease)
+            slot = session.get(SlotRow, lease.slot_id)
+            if slot is None:  # deleted under the search's lock: not while the lease holds
+                raise LeaseLostError(_slot_lost(lease))
+            slot.trial_id = trial_id
             row = session.get(TrialRow, (lease.search_id, trial_id))
             if row is None:
-                row = TrialRow(search_id=lease.search_id, trial_id=trial_id)
+                row = TrialRow(
+                    search_id=lease.search_id, trial_id=trial_id, lost_leases=0, epochs_reached=0
+                )
                 session.add(row)
+            row.worker_id, row.hostname = slot.worker_id, slot.hostname
+            row.accelerator = slot.accelerator
             row.status = TrialStatus.RUNNING.value
             row.hyperparameters = hyperparameters
             row.score, row.params, row.epochs, row.seconds = None, None, 0, 0.0
@@ -509,7 +719,7 @@ class Store:
     @retried
     def record_epoch(
         self,
-        lease: Lease,
+        lease: SlotLease,
         trial_id: str,
         *,
         epoch: int,
@@ -520,20 +730,23 @@ class Store:
     ) -> LeaseState:
         """Record epoch ``epoch`` (from 0) of a running trial; says whether to stop.
 
-        Idempotent: a retried write of the same epoch replaces it rather than appending.
+        Idempotent: a retried write of the same epoch replaces it rather than appending. An
+        epoch no run of the trial finished before is progress: its lost leases are forgiven.
         """
         with self._transaction(write=True) as session:
-            cancel_requested = _check_fence(session, lease)
+            cancel_requested = _check_slot(session, lease)
             row = _trial_row(session, lease.search_id, trial_id)
             row.history = [*row.history[:epoch], metrics]
             row.epochs = len(row.history)
+            if row.epochs > row.epochs_reached:
+                row.epochs_reached, row.lost_leases = row.epochs, 0
             row.score, row.params, row.seconds = score, params, seconds
             return LeaseState(cancel_requested=cancel_requested)
 
     @retried
     def finish_trial(
         self,
-        lease: Lease,
+        lease: SlotLease,
         trial_id: str,
         *,
         status: TrialStatus,
@@ -545,7 +758,13 @@ class Store:
         """Close a trial as completed or failed; ``stop_reason`` says why it stopped before
         its last epoch (a pruner, the budget)."""
         with self._transaction(write=True) as session:
-            _check_fence(session, lease)
+            _check_slot(session, lease)
+            session.execute(
+                update(SlotRow)
+                .where(SlotRow.slot_id == lease.slot_id)
+                .values(trial_id=None)
+                .execution_options(synchronize_session=False)
+            )
             row = _trial_row(session, lease.search_id, trial_id)
             row.status, row.score, row.seconds, row.error = status.value, score, seconds, error
             row.stop_reason = stop_reason
@@ -607,8 +826,10 @@ class Store:
     # Workers --------------------------------------------------------------------------
 
     @retried
-    def register_worker(self, worker_id: str, *, hostname: str, pid: int, backend: str) -> None:
-        """Announce a worker process."""
+    def register_worker(
+        self, worker_id: str, *, hostname: str, pid: int, backend: str, slots: int
+    ) -> None:
+        """Announce a worker process that runs up to ``slots`` trials at once."""
         now = utcnow()
         with self._transaction(write=True) as session:
             session.add(
@@ -619,17 +840,16 @@ class Store:
                     backend=backend,
                     started_at=now,
                     heartbeat_at=now,
+                    slots=slots,
                 )
             )
 
     @retried
-    def worker_heartbeat(self, worker_id: str, current_search_id: str | None) -> None:
-        """Note that a worker is alive and what it runs."""
+    def worker_heartbeat(self, worker_id: str) -> None:
+        """Note that a worker is alive."""
         with self._transaction(write=True) as session:
             session.execute(
-                update(WorkerRow)
-                .where(WorkerRow.id == worker_id)
-                .values(heartbeat_at=utcnow(), current_search_id=current_search_id)
+                update(WorkerRow).where(WorkerRow.id == worker_id).values(heartbeat_at=utcnow())
             )
 
     @retried
@@ -637,16 +857,21 @@ class Store:
         """Note a clean worker exit."""
         with self._transaction(write=True) as session:
             session.execute(
-                update(WorkerRow)
-                .where(WorkerRow.id == worker_id)
-                .values(stopped_at=utcnow(), current_search_id=None)
+                update(WorkerRow).where(WorkerRow.id == worker_id).values(stopped_at=utcnow())
             )
 
     @retried
     def list_workers(self) -> list[WorkerRecord]:
-        """Every worker that ever registered, newest first."""
+        """Every worker that ever registered, newest first, with the trials it runs now."""
         with self._transaction() as session:
             rows = session.scalars(select(WorkerRow).order_by(WorkerRow.started_at.desc())).all()
+            running: dict[str, list[RunningTrial]] = {}
+            for worker_id, search_id, trial_id in session.execute(
+                select(SlotRow.worker_id, SlotRow.search_id, SlotRow.trial_id).order_by(
+                    SlotRow.joined_at
+                )
+            ):
+                running.setdefault(worker_id, []).append(RunningTrial(search_id, trial_id))
             return [
                 WorkerRecord(
                     id=row.id,
@@ -656,7 +881,9 @@ class Store:
                     started_at=row.started_at,
                     heartbeat_at=row.heartbeat_at,
                     stopped_at=row.stopped_at,
-                    current_search_id=row.current_search_id,
+                    slots=row.slots,
+                    accelerator=row.accelerator,
+                    current_trials=tuple(running.get(row.id, ())),
                 )
                 for row in rows
             ]
@@ -761,6 +988,117 @@ def _held_row(session: Session, lease: Lease) -> SearchRow:
     return row
 
 
+def _slot_held_by(lease: SlotLease) -> tuple[Any, ...]:
+    return (
+        SlotRow.slot_id == lease.slot_id,
+        SlotRow.search_id == lease.search_id,
+        SlotRow.worker_id == lease.worker_id,
+    )
+
+
+def _slot_lost(lease: SlotLease) -> str:
+    return f"slot {lease.slot_id} of search {lease.search_id} lost"
+
+
+def _wants_slots(slots: Any) -> tuple[Any, ...]:
+    """What a search that a worker may join is: queued or running, not cancelled, handing
+    out trials, with fewer than its most ``slots`` (its slot count, as a subquery)."""
+    return (
+        SearchRow.status.in_([SearchStatus.QUEUED.value, SearchStatus.RUNNING.value]),
+        SearchRow.cancel_requested.is_(False),
+        SearchRow.trials_exhausted.is_(False),
+        or_(SearchRow.max_parallel_trials.is_(None), slots < SearchRow.max_parallel_trials),
+    )
+
+
+def _slot_count(search_id: Any) -> Any:
+    """How many slots the search ``search_id`` (a value or a column) holds, as a query."""
+    return select(func.count(SlotRow.slot_id)).where(SlotRow.search_id == search_id)
+
+
+def _check_slot(session: Session, lease: SlotLease) -> bool:
+    """Raise LeaseLostError unless the slot's lease still holds; return whether cancel was
+    asked. Like :func:`_check_fence`, it locks the search's row and bumps its revision."""
+    cancel_requested = session.execute(
+        _revised(update(SearchRow))
+        .where(SearchRow.id == lease.search_id, SearchRow.status == SearchStatus.RUNNING.value)
+        .returning(SearchRow.cancel_requested)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    held = session.scalar(select(SlotRow.slot_id).where(*_slot_held_by(lease)))
+    if cancel_requested is None or held is None:
+        raise LeaseLostError(_slot_lost(lease))
+    return bool(cancel_requested)
+
+
+def _vacate(session: Session, slot: SlotRow, *, lost: bool, max_attempts: int) -> None:
+    """Delete ``slot``; the trial it left running is run again by another slot, unless it was
+    ``lost`` once too often without progress. A search left with no slot and trials to hand
+    out goes back to the queue."""
+    search = session.get(SearchRow, slot.search_id)
+    trial = (
+        None if slot.trial_id is None else session.get(TrialRow, (slot.search_id, slot.trial_id))
+    )
+    if search is not None and trial is not None and trial.status == TrialStatus.RUNNING.value:
+        trial.lost_leases += 1 if lost else 0
+        if trial.lost_leases >= max_attempts:
+            trial.status, trial.finished_at = TrialStatus.FAILED.value, utcnow()
+            trial.error = (
+                f"its worker stopped answering {trial.lost_leases} times in a row "
+                "without finishing a new epoch"
+            )
+        else:
+            trial.status = TrialStatus.INTERRUPTED.value
+            search.trials_exhausted = False
+    session.delete(slot)
+    session.flush()
+    if (
+        search is not None
+        and search.status == SearchStatus.RUNNING.value
+        and not (search.trials_exhausted or search.cancel_requested)
+        and not session.scalar(_slot_count(search.id))
+    ):
+        search.status = SearchStatus.QUEUED.value
+
+
+def _interrupt_running_trials(session: Session, search_id: str) -> None:
+    session.execute(
+        update(TrialRow)
+        .where(TrialRow.search_id == search_id, TrialRow.status == TrialStatus.RUNNING.value)
+        .values(status=TrialStatus.INTERRUPTED.value)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _close(
+    session: Session, row: SearchRow, status: SearchStatus, ended_by: EndedBy, error: str | None
+) -> None:
+    """End the search with ``status``, recording what it spent: wall-clock seconds from its
+    first start and training seconds summed over its trials."""
+    now = utcnow()
+    row.status, row.error, row.ended_by = status.value, error, ended_by.value
+    row.finished_at, row.lease_expires_at = now, None
+    row.wall_seconds = (now - row.started_at).total_seconds() if row.started_at else None
+    row.training_seconds = session.scalar(
+        select(func.coalesce(func.sum(TrialRow.seconds), 0.0)).where(TrialRow.search_id == row.id)
+    )
+
+
+def _lost_in_a_row(session: Session, search_id: str) -> int:
+    """How many of the search's latest finishing attempts lost their lease."""
+    outcomes = session.scalars(
+        select(AttemptRow.outcome)
+        .where(AttemptRow.search_id == search_id)
+        .order_by(AttemptRow.attempt.desc())
+    ).all()
+    lost = 0
+    for outcome in outcomes:
+        if outcome != AttemptOutcome.LEASE_EXPIRED.value:
+            break
+        lost += 1
+    return lost
+
+
 def _revised(statement: Update) -> Update:
     """``statement``, an UPDATE of searches, also bumping their revision: the one place
     revisions change. In SQL, so concurrent writers each count (no read-modify-write)."""
@@ -851,12 +1189,7 @@ def _end_attempt(
     attempt = session.get(AttemptRow, (search.id, search.attempt))
     if attempt is not None:
         attempt.outcome, attempt.error, attempt.ended_at = outcome.value, error, utcnow()
-    session.execute(
-        update(TrialRow)
-        .where(TrialRow.search_id == search.id, TrialRow.status == TrialStatus.RUNNING.value)
-        .values(status=TrialStatus.INTERRUPTED.value)
-        .execution_options(synchronize_session=False)
-    )
+    _interrupt_running_trials(session, search.id)
 
 
 def _attempts_of(session: Session, search_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
@@ -938,6 +1271,10 @@ def _trial_record(
         finished_at=row.finished_at,
         test_accuracy=test_accuracy,
         stop_reason=row.stop_reason,
+        worker_id=row.worker_id,
+        hostname=row.hostname,
+        accelerator=row.accelerator,
+        lost_leases=row.lost_leases,
     )
 
 

@@ -59,6 +59,11 @@ class SearchRow(Base):
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     training_seconds: Mapped[float | None] = mapped_column(Float)
     final_training: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: The oracle hands out no more trials (it said STOPPED, or the budget is spent): no worker
+    #: joins the search, and once its slots are gone its finishing step may begin.
+    trials_exhausted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    #: The most slots the search may hold at once (``tuner.max_parallel_trials``); None: any.
+    max_parallel_trials: Mapped[int | None] = mapped_column(Integer)
 
 
 class AttemptRow(Base):
@@ -93,6 +98,33 @@ class TrialRow(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stop_reason: Mapped[str | None] = mapped_column(Text)
+    #: Where it ran (last): the worker, its host, and the devices its slot trained on.
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    accelerator: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Leases lost in a row since the trial last finished an epoch it never had before.
+    lost_leases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The most epochs any run of the trial finished (a rerun's progress is past it).
+    epochs_reached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SlotRow(Base):
+    """A worker's slot in a search: it runs one trial at a time, under its own lease. Its id
+    is the KerasTuner tuner id its trials are handed out to, and its fencing token."""
+
+    __tablename__ = "search_slots"
+
+    slot_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    search_id: Mapped[str] = mapped_column(
+        ForeignKey("searches.id", ondelete="CASCADE"), index=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(64), index=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    accelerator: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The trial it runs now; None between trials.
+    trial_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class ModelRow(Base):
@@ -120,7 +152,10 @@ class WorkerRow(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    current_search_id: Mapped[str | None] = mapped_column(String(32))
+    #: Trials it runs at once (NAS_PARALLEL_TRIALS).
+    slots: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: The devices its trials train on, once a slot of it has looked.
+    accelerator: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TokenRow(Base):

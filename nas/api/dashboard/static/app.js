@@ -334,10 +334,20 @@ function leaderboardTable() {
       { key: "epochs", label: "Epochs", value: (t) => t.epochs },
       { key: "seconds", label: "Seconds", value: (t) => t.seconds, show: (v) => v.toFixed(1) },
       { key: "stop_reason", label: "Stopped early", value: (t) => t.stop_reason },
+      { key: "hostname", label: "Host", value: (t) => t.hostname },
+      { key: "worker_id", label: "Worker", value: (t) => t.worker_id },
+      { key: "accelerator", label: "Accelerator", value: (t) => deviceName(t.accelerator) },
       ...[...names].sort().map((name) => ({
         key: `hp:${name}`, label: name, value: (t) => t.hyperparameters[name] })),
     ];
   };
+
+  /** "GPU x2 (mirrored)" from a trial's accelerator record; null before it ran anywhere. */
+  function deviceName(accelerator) {
+    if (!accelerator) return null;
+    const replicas = accelerator.replicas > 1 ? ` x${accelerator.replicas}` : "";
+    return `${accelerator.platform}${replicas} (${accelerator.strategy})`;
+  }
 
   function compare(a, b) {
     if (a === b) return 0;
