@@ -121,20 +121,15 @@ class Worker:
         log.info("worker %s stopped", self.id)
 
     def take_work(self) -> bool:
-        """Take back what dead workers held, then fill the free slots: finishing steps first,
-        then the searches that need a slot most. Returns whether anything was taken."""
-        settings = self.settings
+        """Take back what dead workers held, then fill the free slots. Returns whether
+        anything was taken."""
         took = False
         try:
-            if reaped := self.store.reap_expired(settings.max_attempts):
+            if reaped := self.store.reap_expired(self.settings.max_attempts):
                 log.warning("took back the slots and steps of dead workers in %s", reaped)
             self.store.worker_heartbeat(self.id)
-            while len(self.children) < settings.parallel_trials:
-                lease = self.store.claim_finishing(self.id, settings.lease_seconds)
-                if lease is None:
-                    lease = self.store.join_next(
-                        self.id, hostname=self.hostname, lease_seconds=settings.lease_seconds
-                    )
+            while len(self.children) < self.settings.parallel_trials:
+                lease = self.claim()
                 if lease is None:
                     break
                 self.start(lease)
@@ -143,6 +138,15 @@ class Worker:
             log.warning("database unavailable; the worker waits")
             return True
         return took
+
+    def claim(self) -> SlotLease | Lease | None:
+        """A finishing step that waits for a worker, else a slot in the search that needs one
+        most; None when nothing waits."""
+        seconds = self.settings.lease_seconds
+        finishing = self.store.claim_finishing(self.id, seconds)
+        if finishing is not None:
+            return finishing
+        return self.store.join_next(self.id, hostname=self.hostname, lease_seconds=seconds)
 
     def start(self, lease: SlotLease | Lease) -> None:
         """Start the process of a slot or a finishing step."""
@@ -164,7 +168,7 @@ class Worker:
             if not child.process.is_alive():
                 child.process.join()
                 self.children.remove(child)
-                self.settle(child)
+                self.settle(child.lease, child.process.exitcode, child.state)
 
     def _carry_out(self, step: Step, child: Child, now: float) -> SupervisionState:
         state = step.state
@@ -200,9 +204,11 @@ class Worker:
             log.warning("database unavailable; the %s is not renewed", child.name)
         return state
 
-    def settle(self, child: Child) -> None:
-        """Do what the exit of a child's process means for its slot or finishing step."""
-        exitcode, state, lease = child.process.exitcode, child.state, child.lease
+    def settle(
+        self, lease: SlotLease | Lease, exitcode: int | None, state: SupervisionState
+    ) -> None:
+        """Do what the exit of a process with ``exitcode`` means for its slot or finishing
+        step."""
         if isinstance(lease, SlotLease):
             decision = after_slot_exit(exitcode, state)
             if isinstance(decision, LeaveSlot):

@@ -14,11 +14,15 @@ from nas.core.store import (
     IdempotencyConflictError,
     Lease,
     LeaseLostError,
+    OracleContext,
+    OracleOutcome,
+    RunningTrial,
     SearchStatus,
     Store,
     TrialStatus,
     create_store,
 )
+from tests.support.leases import finish_trials, join
 
 SPEC = {"objective": "val_accuracy"}
 
@@ -30,17 +34,22 @@ def queue(store: Store, count: int, spec: dict | None = None) -> list[str]:
     ]
 
 
-def test_claims_oldest_first_once(store: Store) -> None:
+def test_slots_go_to_the_search_with_fewest_then_the_oldest(store: Store) -> None:
     first, second = queue(store, 2)
-    lease = store.claim_next("w1", 30)
-    assert lease == Lease(search_id=first, worker_id="w1", attempt=1)
-    assert store.claim_next("w2", 30) == Lease(search_id=second, worker_id="w2", attempt=1)
-    assert store.claim_next("w3", 30) is None
+    lease = join(store, "w1")
+    assert lease.search_id == first and lease.worker_id == "w1"
+    assert join(store, "w2").search_id == second
+    assert join(store, "w3").search_id == first
     search = store.get_search(first)
     assert search is not None
-    assert search.status == SearchStatus.RUNNING
-    assert search.worker_id == "w1"
-    assert search.started_at is not None and search.lease_expires_at is not None
+    assert search.status == SearchStatus.RUNNING and search.started_at is not None
+    assert search.worker_id is None, "no finishing step yet"
+
+
+def test_a_search_with_max_parallel_trials_takes_no_more_slots(store: Store) -> None:
+    (search_id,) = queue(store, 1, {**SPEC, "tuner": {"max_parallel_trials": 2}})
+    assert {join(store, "w1").search_id, join(store, "w2").search_id} == {search_id}
+    assert store.join_next("w3", hostname="h", lease_seconds=30) is None
 
 
 def test_list_is_newest_first_and_paginated(store: Store) -> None:
@@ -52,8 +61,7 @@ def test_list_is_newest_first_and_paginated(store: Store) -> None:
 
 def test_trials_progress_and_best(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    lease = store.claim_next("w1", 30)
-    assert lease is not None
+    lease = join(store)
     for trial_id, scores in (("0", [0.4, 0.6]), ("1", [0.7])):
         store.start_trial(lease, trial_id, {"filters_0": 32})
         for epoch, score in enumerate(scores):
@@ -81,6 +89,7 @@ def test_trials_progress_and_best(store: Store) -> None:
         {"val_accuracy": 0.6, "loss": 0.9},
     )
     assert trials["0"].epochs == 2 and trials["0"].params == 1234
+    assert (trials["0"].worker_id, trials["0"].hostname) == ("w1", "test-host")
     assert trials["2"].status == TrialStatus.RUNNING and trials["2"].history == ()
     # The search record reads only its best trial's history, whole.
     assert search.best_trial == trials["1"] and search.best_trial.history == (
@@ -92,8 +101,7 @@ def test_trials_progress_and_best(store: Store) -> None:
 
 def test_restarted_trial_starts_clean(store: Store) -> None:
     queue(store, 1)
-    lease = store.claim_next("w1", 30)
-    assert lease is not None
+    lease = join(store)
     store.start_trial(lease, "0", {"a": 1})
     store.record_epoch(
         lease, "0", epoch=0, metrics={"val_accuracy": 0.5}, score=0.5, params=1, seconds=1
@@ -107,30 +115,140 @@ def test_cancel_queued_and_running(store: Store) -> None:
     queued, running = queue(store, 2)
     cancelled = store.request_cancel(queued)
     assert cancelled is not None and cancelled.status == SearchStatus.CANCELLED
-    lease = store.claim_next("w1", 30)
-    assert lease is not None and lease.search_id == running, "a cancelled search never starts"
+    lease = join(store)
+    assert lease.search_id == running, "a cancelled search never starts"
     asked = store.request_cancel(running)
     assert asked is not None and asked.status == SearchStatus.RUNNING and asked.cancel_requested
-    assert store.renew_lease(lease, 30).cancel_requested
+    assert store.renew_slot(lease, 30).cancel_requested
     store.start_trial(lease, "0", {})
     state = store.record_epoch(lease, "0", epoch=0, metrics={}, score=None, params=1, seconds=1)
     assert state.cancel_requested
+    assert store.join_next("w2", hostname="h", lease_seconds=30) is None, "no new slot"
+    assert store.claim_finishing("w2", 30) is None, "not while a slot runs"
+    store.leave_slot(lease, died=False, max_attempts=3)
+    assert store.claim_finishing("w2", 30) == Lease(running, "w2", 1)
     assert store.request_cancel("0" * 32) is None
 
 
-def test_expired_lease_is_requeued_and_fenced(store: Store) -> None:
+def test_an_expired_slot_is_taken_back_and_fenced(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    stale = store.claim_next("w1", 0.0)
-    assert stale is not None
+    stale = join(store, "w1", lease_seconds=0.0)
+    store.start_trial(stale, "0", {})
     time.sleep(0.01)
-    assert store.requeue_expired(max_attempts=3) == [search_id]
+    assert store.reap_expired(max_attempts=3) == [search_id]
+    for write in (
+        lambda: store.renew_slot(stale, 30),
+        lambda: store.start_trial(stale, "1", {}),
+        lambda: store.finish_trial(
+            stale, "0", status=TrialStatus.COMPLETED, score=1.0, seconds=1.0
+        ),
+        lambda: store.oracle_step(stale, lambda _context: OracleOutcome(None)),
+    ):
+        with pytest.raises(LeaseLostError):
+            write()
+    (trial,) = store.list_trials(search_id)
+    assert (trial.status, trial.lost_leases) == (TrialStatus.INTERRUPTED, 1)
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.QUEUED, "waits for a slot"
+    fresh = join(store, "w2")
+    store.start_trial(fresh, "0", {})
+    store.finish_trial(fresh, "0", status=TrialStatus.COMPLETED, score=1.0, seconds=1.0)
+    (trial,) = store.list_trials(search_id)
+    assert (trial.status, trial.worker_id) == (TrialStatus.COMPLETED, "w2")
+
+
+def lose_slot(store: Store, search_id: str, trial_id: str, *, epochs: int = 0) -> None:
+    """A worker joins, runs ``trial_id`` for ``epochs`` epochs and stops answering."""
+    lease = join(store, "doomed", lease_seconds=0.0)
+    assert lease.search_id == search_id
+    store.start_trial(lease, trial_id, {})
+    for epoch in range(epochs):
+        store.record_epoch(
+            lease, trial_id, epoch=epoch, metrics={}, score=None, params=1, seconds=1
+        )
+    time.sleep(0.01)
+    store.reap_expired(max_attempts=3)
+
+
+def test_a_trial_fails_after_max_attempts_lost_leases_without_a_new_epoch(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    lease = join(store, "steady")
+    store.start_trial(lease, "0", {})
+    store.finish_trial(lease, "0", status=TrialStatus.COMPLETED, score=0.5, seconds=1.0)
+    store.leave_slot(lease, died=False, max_attempts=3)
+    # Each rerun of trial 1 gets one epoch further before its worker dies: progress, every
+    # time. Under the old rule (three lost leases fail the search) the search was dead here.
+    for epochs in (1, 2, 3, 4):
+        lose_slot(store, search_id, "1", epochs=epochs)
+    trials = {trial.trial_id: trial for trial in store.list_trials(search_id)}
+    assert (trials["1"].status, trials["1"].lost_leases) == (TrialStatus.INTERRUPTED, 1)
+    # Two more lost, neither past its 4 epochs: three lost since its last new epoch.
+    for epochs in (2, 4):
+        lose_slot(store, search_id, "1", epochs=epochs)
+    trials = {trial.trial_id: trial for trial in store.list_trials(search_id)}
+    assert trials["1"].status == TrialStatus.FAILED
+    assert trials["1"].error == (
+        "its worker stopped answering 3 times in a row without finishing a new epoch"
+    )
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.QUEUED, "the search goes on"
+    assert trials["0"].status == TrialStatus.COMPLETED
+    lease = join(store, "steady")
+    store.start_trial(lease, "2", {})
+    store.finish_trial(lease, "2", status=TrialStatus.COMPLETED, score=0.7, seconds=1.0)
+    store.finish_search(finish_trials(store, lease), SearchStatus.SUCCEEDED)
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.SUCCEEDED
+
+
+def test_the_oracle_step_sees_the_live_slots_and_the_failed_trials(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    alive, doomed = join(store, "w1"), join(store, "w2", lease_seconds=0.0)
+    store.start_trial(doomed, "0", {})
+    time.sleep(0.01)
+    store.reap_expired(max_attempts=1)
+    seen: list[OracleContext] = []
+
+    def step(context: OracleContext) -> OracleOutcome[str]:
+        seen.append(context)
+        return OracleOutcome("value", trials_exhausted=True)
+
+    assert store.oracle_step(alive, step) == "value"
+    assert seen == [
+        OracleContext(
+            live_slots=frozenset({alive.slot_id}),
+            failed_trials={
+                "0": "its worker stopped answering 1 times in a row without finishing a new epoch"
+            },
+        )
+    ]
+    assert store.join_next("w3", hostname="h", lease_seconds=30) is None, "no more trials"
+    store.oracle_step(alive, lambda _context: OracleOutcome(None, trials_exhausted=False))
+    assert join(store, "w3").search_id == search_id
+
+
+def test_a_slot_fails_the_search_and_the_other_slots_lose_their_leases(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    first, second = join(store, "w1"), join(store, "w2")
+    store.start_trial(second, "0", {})
+    store.fail_search(first, "DatasetError: no photos")
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.FAILED
+    assert search.error == "DatasetError: no photos" and search.ended_by == "error"
+    with pytest.raises(LeaseLostError):
+        store.renew_slot(second, 30)
+    assert store.list_trials(search_id)[0].status == TrialStatus.INTERRUPTED
+
+
+def test_an_expired_finishing_step_is_taken_again_and_fenced(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    stale = finish_trials(store, join(store, "w1"), lease_seconds=0.0)
+    time.sleep(0.01)
+    assert store.reap_expired(max_attempts=3) == [search_id]
     with pytest.raises(LeaseLostError):
         store.renew_lease(stale, 30)
-    with pytest.raises(LeaseLostError):
-        store.start_trial(stale, "0", {})
-    fresh = store.claim_next("w2", 30)
+    fresh = store.claim_finishing("w2", 30)
     assert fresh == Lease(search_id=search_id, worker_id="w2", attempt=2)
-    store.start_trial(fresh, "0", {})
     with pytest.raises(LeaseLostError):
         store.finish_search(stale, SearchStatus.SUCCEEDED)
     store.finish_search(fresh, SearchStatus.SUCCEEDED)
@@ -139,30 +257,31 @@ def test_expired_lease_is_requeued_and_fenced(store: Store) -> None:
     assert search.attempt == 2 and search.finished_at is not None
 
 
-def test_out_of_attempts_fails(store: Store) -> None:
+def test_a_finishing_step_out_of_attempts_fails(store: Store) -> None:
     (search_id,) = queue(store, 1)
+    slot = join(store, "w")
+    store.mark_trials_exhausted(slot)
+    store.leave_slot(slot, died=False, max_attempts=3)
     for _ in range(2):
-        assert store.claim_next("w", 0.0) is not None
+        assert store.claim_finishing("w", 0.0) is not None
         time.sleep(0.01)
-        store.requeue_expired(max_attempts=2)
+        store.reap_expired(max_attempts=2)
     search = store.get_search(search_id)
     assert search is not None and search.status == SearchStatus.FAILED
-    assert "2 attempts" in (search.error or "")
+    assert search.error == "the worker finishing the search stopped answering 2 times"
 
 
-def test_release_gives_search_back(store: Store) -> None:
+def test_release_gives_the_finishing_step_back(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    lease = store.claim_next("w1", 30)
-    assert lease is not None
+    lease = finish_trials(store, join(store, "w1"))
     store.release(lease)
-    again = store.claim_next("w2", 30)
+    again = store.claim_finishing("w2", 30)
     assert again == Lease(search_id=search_id, worker_id="w2", attempt=2)
 
 
 def test_models_are_replaced_and_ranked(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    lease = store.claim_next("w1", 30)
-    assert lease is not None
+    lease = finish_trials(store, join(store))
 
     def model(rank: int, trial_id: str) -> ExportedModel:
         return ExportedModel(
@@ -184,11 +303,11 @@ def test_models_are_replaced_and_ranked(store: Store) -> None:
 
 def test_test_accuracy_of_exported_models_shows_on_their_trials(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    lease = store.claim_next("w1", 30)
-    assert lease is not None
+    slot = join(store)
     for trial_id, score in (("0", 0.5), ("1", 0.8), ("2", 0.6)):
-        store.start_trial(lease, trial_id, {})
-        store.finish_trial(lease, trial_id, status=TrialStatus.COMPLETED, score=score, seconds=1.0)
+        store.start_trial(slot, trial_id, {})
+        store.finish_trial(slot, trial_id, status=TrialStatus.COMPLETED, score=score, seconds=1.0)
+    lease = finish_trials(store, slot)
     exported = [
         ExportedModel(
             search_id=search_id,
@@ -214,42 +333,49 @@ def test_test_accuracy_of_exported_models_shows_on_their_trials(store: Store) ->
 
 def test_finish_requires_terminal_status(store: Store) -> None:
     queue(store, 1)
-    lease = store.claim_next("w1", 30)
-    assert lease is not None
+    lease = finish_trials(store, join(store))
     with pytest.raises(ValueError, match="terminal"):
         store.finish_search(lease, SearchStatus.RUNNING)
 
 
-def test_workers_are_listed(store: Store) -> None:
-    store.register_worker("w1", hostname="h", pid=1, backend="tensorflow")
-    store.worker_heartbeat("w1", "abc")
+def test_workers_are_listed_with_their_slots_and_trials(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    store.register_worker("w1", hostname="h", pid=1, backend="tensorflow", slots=2)
+    store.worker_heartbeat("w1")
+    first, _second = join(store, "w1"), join(store, "w1")
+    gpu = {"platform": "gpu", "replicas": 1}
+    store.record_run_context(first, accelerator=gpu, precision="float32", dataset_info={})
+    store.start_trial(first, "0", {})
     (worker,) = store.list_workers()
-    assert worker.current_search_id == "abc" and worker.stopped_at is None
+    assert (worker.slots, worker.accelerator, worker.stopped_at) == (2, gpu, None)
+    assert worker.current_trials == (RunningTrial(search_id, "0"), RunningTrial(search_id, None))
+    (trial,) = store.list_trials(search_id)
+    assert (trial.worker_id, trial.hostname, trial.accelerator) == ("w1", "test-host", gpu)
     store.worker_stopped("w1")
     assert store.list_workers()[0].stopped_at is not None
 
 
-def _claim_all(
+def _join_all(
     database_url: str, worker_id: str, start: Any, results: multiprocessing.Queue
 ) -> None:
     store = create_store(database_url)
     store.ping()
     start.wait(60)  # every process connected: now they race
-    claimed = []
-    while (lease := store.claim_next(worker_id, 60)) is not None:
-        claimed.append(lease.search_id)
+    joined = []
+    while (lease := store.join_next(worker_id, hostname="h", lease_seconds=60)) is not None:
+        joined.append(lease.search_id)
     store.dispose()
-    results.put(claimed)
+    results.put(joined)
 
 
-def test_racing_workers_claim_each_search_exactly_once(store: Store, database_url: str) -> None:
-    """8 processes race for 200 queued searches with the production claim statement."""
-    ids = queue(store, 200)
+def test_racing_workers_fill_each_slot_exactly_once(store: Store, database_url: str) -> None:
+    """8 processes race for the one slot of each of 200 searches with the production join."""
+    ids = queue(store, 200, {**SPEC, "tuner": {"max_parallel_trials": 1}})
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     start = context.Barrier(8)
     workers = [
-        context.Process(target=_claim_all, args=(database_url, f"w{n}", start, results))
+        context.Process(target=_join_all, args=(database_url, f"w{n}", start, results))
         for n in range(8)
     ]
     for process in workers:
@@ -267,20 +393,16 @@ def test_racing_workers_claim_each_search_exactly_once(store: Store, database_ur
     )
 
 
-def test_attempt_history_and_interrupted_trials(store: Store) -> None:
+def test_finishing_attempt_history(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    first = store.claim_next("w1", 0.0)
-    assert first is not None
-    store.start_trial(first, "0", {})
+    first = finish_trials(store, join(store, "w1"), lease_seconds=0.0)
     time.sleep(0.01)
-    store.requeue_expired(max_attempts=3)
-    (trial,) = store.list_trials(search_id)
-    assert trial.status == TrialStatus.INTERRUPTED
-    second = store.claim_next("w2", 30)
+    store.reap_expired(max_attempts=3)
+    second = store.claim_finishing("w2", 30)
     assert second is not None
     store.release(second)
-    third = store.claim_next("w3", 30)
-    assert third is not None
+    third = store.claim_finishing("w3", 30)
+    assert third is not None and first.attempt == 1
     store.finish_search(third, SearchStatus.FAILED, error="boom")
     search = store.get_search(search_id)
     assert search is not None
@@ -294,8 +416,7 @@ def test_attempt_history_and_interrupted_trials(store: Store) -> None:
 
 def test_epoch_writes_are_idempotent(store: Store) -> None:
     queue(store, 1)
-    lease = store.claim_next("w1", 30)
-    assert lease is not None
+    lease = join(store)
     store.start_trial(lease, "0", {})
     for epoch, value in ((0, 0.1), (1, 0.2), (1, 0.3)):
         store.record_epoch(

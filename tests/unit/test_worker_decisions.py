@@ -1,8 +1,9 @@
 """The worker's decisions without processes: supervising, settling an exit, claiming.
 
 The supervise and exit decisions are plain functions driven by made-up observations; the
-claim and settle steps run the real ``Worker`` on a migrated SQLite file, with no search
-process. tests/test_faults.py covers the same paths with real processes, in minutes.
+claim and settle steps run the real ``Worker`` on a migrated SQLite file, with no slot or
+finishing process. tests/e2e/test_faults.py and test_distributed.py cover the same paths with
+real processes, in minutes.
 """
 
 from __future__ import annotations
@@ -22,18 +23,25 @@ from nas.core.store import (
     Lease,
     SearchRecord,
     SearchStatus,
+    SlotLease,
     Store,
+    TrialStatus,
     create_store,
     migrate,
 )
 from nas.worker.loop import Worker
-from nas.worker.process import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK
+from nas.worker.process import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+)
 from nas.worker.supervision import (
     CANCEL_POLL_SECONDS,
     LOST_LEASE_EXIT_SECONDS,
     STOP_TIMEOUT_SECONDS,
     Action,
-    AwaitExit,
     CheckCancel,
     Close,
     Decision,
@@ -41,12 +49,15 @@ from nas.worker.supervision import (
     Heartbeat,
     Kill,
     LeaveAlone,
+    LeaveSlot,
     Step,
     SupervisionState,
     Terminate,
     after_cancel_check,
     after_exit,
     after_lease_lost,
+    after_slot_exit,
+    after_slot_lease_lost,
     next_actions,
 )
 
@@ -60,8 +71,8 @@ STOP = Terminate("must stop with the worker")
 GRACE_OVER = Terminate("did not stop at an epoch end")
 SECOND_SIGNAL = Kill("must stop at once (second stop request)")
 IGNORED_SIGTERM = Kill("ignored SIGTERM")
-HANGS = AwaitExit(STOP_TIMEOUT_SECONDS, "ended but its process hangs")
-LOST = AwaitExit(LOST_LEASE_EXIT_SECONDS, "lost its lease")
+HANGS = Kill("ended but its process hangs")
+LOST = Kill("lost its lease")
 
 
 # Supervising a running process ------------------------------------------------------------
@@ -90,8 +101,29 @@ LOST = AwaitExit(LOST_LEASE_EXIT_SECONDS, "lost its lease")
         pytest.param(replace(QUIET, terminated_at=NOW - 1), 1, NOW, [], id="stop: once only"),
         pytest.param(SupervisionState(), 2, NOW, [SECOND_SIGNAL], id="second signal kills"),
         pytest.param(replace(QUIET, terminated_at=NOW - 1), 3, NOW, [SECOND_SIGNAL], id="third"),
-        pytest.param(replace(QUIET, closed=True), 2, NOW, [HANGS], id="closed: await exit"),
-        pytest.param(replace(QUIET, lease_lost=True), 2, NOW, [LOST], id="lost: await exit"),
+        pytest.param(replace(QUIET, closed=True), 2, NOW, [], id="closed: await exit"),
+        pytest.param(replace(QUIET, lease_lost=True), 2, NOW, [], id="lost: await exit"),
+        pytest.param(
+            replace(QUIET, closed=True, exit_awaited_since=NOW - STOP_TIMEOUT_SECONDS),
+            0,
+            NOW,
+            [],
+            id="closed: within timeout",
+        ),
+        pytest.param(
+            replace(QUIET, closed=True, exit_awaited_since=NOW - STOP_TIMEOUT_SECONDS - 0.1),
+            0,
+            NOW,
+            [HANGS],
+            id="closed: hangs",
+        ),
+        pytest.param(
+            replace(QUIET, lease_lost=True, exit_awaited_since=NOW - LOST_LEASE_EXIT_SECONDS - 0.1),
+            0,
+            NOW,
+            [LOST],
+            id="lost: does not exit",
+        ),
         pytest.param(
             replace(QUIET, cancel_seen_at=NOW - 4.9), 0, NOW, [], id="cancel: within grace"
         ),
@@ -132,6 +164,11 @@ def test_next_actions(
     state: SupervisionState, stop_requests: int, now: float, actions: list[Action]
 ) -> None:
     assert list(next_actions(state, stop_requests, now, SETTINGS).actions) == actions
+
+
+def test_a_process_that_only_has_to_exit_is_waited_for_without_blocking() -> None:
+    step = next_actions(replace(QUIET, lease_lost=True), 0, NOW, SETTINGS)
+    assert step == Step(replace(QUIET, lease_lost=True, exit_awaited_since=NOW))
 
 
 def test_next_actions_schedules_the_next_checks() -> None:
@@ -306,7 +343,7 @@ CANCEL_SEEN = replace(QUIET, cancel_seen_at=NOW)
             QUIET,
             RUNNING,
             False,
-            Close(SearchStatus.FAILED, "the search process died (exit 1)"),
+            Close(SearchStatus.FAILED, "the finishing process died (exit 1)"),
             id="failed without closing",
         ),
         pytest.param(
@@ -314,7 +351,7 @@ CANCEL_SEEN = replace(QUIET, cancel_seen_at=NOW)
             QUIET,
             RUNNING,
             False,
-            Close(SearchStatus.FAILED, "the search process died (exit signal 9)"),
+            Close(SearchStatus.FAILED, "the finishing process died (exit signal 9)"),
             id="killed",
         ),
         pytest.param(
@@ -322,7 +359,7 @@ CANCEL_SEEN = replace(QUIET, cancel_seen_at=NOW)
             replace(QUIET, terminated_at=NOW),
             RUNNING,
             False,
-            Close(SearchStatus.FAILED, "the search process died (exit signal 11)"),
+            Close(SearchStatus.FAILED, "the finishing process died (exit signal 11)"),
             id="crashed",
         ),
         pytest.param(
@@ -330,7 +367,7 @@ CANCEL_SEEN = replace(QUIET, cancel_seen_at=NOW)
             QUIET,
             RUNNING,
             False,
-            Close(SearchStatus.FAILED, "the search process died (exit None)"),
+            Close(SearchStatus.FAILED, "the finishing process died (exit None)"),
             id="never ran",
         ),
     ],
@@ -345,7 +382,42 @@ def test_after_exit(
     assert after_exit(exitcode, state, search, LEASE, stopping=stopping) == decision
 
 
-# Claiming and settling on a real store, without a search process ----------------------------
+@pytest.mark.parametrize(
+    ("exitcode", "state", "decision"),
+    [
+        pytest.param(EXIT_OK, QUIET, LeaveSlot(died=False), id="no more trials"),
+        pytest.param(EXIT_CANCELLED, QUIET, LeaveSlot(died=False), id="cancelled"),
+        pytest.param(EXIT_INTERRUPTED, QUIET, LeaveSlot(died=False), id="interrupted"),
+        pytest.param(-9, QUIET, LeaveSlot(died=True), id="killed"),
+        pytest.param(EXIT_FAILED, QUIET, LeaveSlot(died=True), id="failed"),
+        pytest.param(None, QUIET, LeaveSlot(died=True), id="never ran"),
+        pytest.param(EXIT_LEASE_LOST, QUIET, LeaveAlone(), id="lease lost"),
+        pytest.param(-9, replace(QUIET, lease_lost=True), LeaveAlone(), id="seen lost"),
+        pytest.param(EXIT_FAILED, replace(QUIET, closed=True), LeaveAlone(), id="closed"),
+    ],
+)
+def test_after_slot_exit(
+    exitcode: int | None, state: SupervisionState, decision: LeaveSlot | LeaveAlone
+) -> None:
+    assert after_slot_exit(exitcode, state) == decision
+
+
+@pytest.mark.parametrize(
+    ("search", "closed"),
+    [
+        (search_record(SearchStatus.FAILED, worker_id=None), True),
+        (None, True),
+        (search_record(), False),
+        (search_record(SearchStatus.QUEUED, worker_id=None), False),
+    ],
+    ids=["failed by a slot", "gone", "taken back", "taken back, requeued"],
+)
+def test_after_slot_lease_lost(search: SearchRecord | None, closed: bool) -> None:
+    state = after_slot_lease_lost(QUIET, search)
+    assert (state.closed, state.lease_lost) == (closed, not closed)
+
+
+# Claiming and settling on a real store, without a slot or finishing process -----------------
 
 
 @pytest.fixture
@@ -361,9 +433,10 @@ def worker(store: Store, name: str, **settings: float) -> Worker:
     return Worker(Settings(**settings), store, name)
 
 
-def queue(store: Store, count: int) -> list[str]:
+def queue(store: Store, count: int, **tuner: int) -> list[str]:
     return [
-        store.create_search({}, trials_planned=2, owner="alice").search.id for _ in range(count)
+        store.create_search({"tuner": tuner}, trials_planned=2, owner="alice").search.id
+        for _ in range(count)
     ]
 
 
@@ -373,40 +446,95 @@ def outcomes(store: Store, search_id: str) -> list[tuple[str, AttemptOutcome]]:
     return [(attempt.worker_id, attempt.outcome) for attempt in search.attempts]
 
 
-def test_claim_takes_the_oldest_queued_search_then_the_next(store: Store) -> None:
+def slot(store: Store, me: Worker) -> SlotLease:
+    lease = me.claim()
+    assert isinstance(lease, SlotLease)
+    return lease
+
+
+def status(store: Store, search_id: str) -> SearchStatus:
+    search = store.get_search(search_id)
+    assert search is not None
+    return search.status
+
+
+def exhaust(store: Store, lease: SlotLease, me: Worker) -> None:
+    """The slot's oracle hands out no more trials, and the slot leaves."""
+    store.mark_trials_exhausted(lease)
+    me.settle(lease, EXIT_OK, QUIET)
+
+
+def test_slots_go_to_the_search_with_fewest_then_the_oldest(store: Store) -> None:
     first, second = queue(store, 2)
     me = worker(store, "me")
-    assert me.claim() == Lease(first, "me", 1)
-    assert me.claim() == Lease(second, "me", 1)
+    assert [slot(store, me).search_id for _ in range(4)] == [first, second, first, second]
+    assert status(store, first) == SearchStatus.RUNNING
+
+
+def test_a_search_takes_no_more_slots_than_its_max_parallel_trials(store: Store) -> None:
+    (search_id,) = queue(store, 1, max_parallel_trials=2)
+    me = worker(store, "me")
+    assert [slot(store, me).search_id for _ in range(2)] == [search_id, search_id]
     assert me.claim() is None
 
 
-def test_an_expired_lease_is_requeued_and_its_attempt_counted(store: Store) -> None:
+def test_the_finishing_step_waits_for_the_last_slot(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    assert worker(store, "gone", lease_seconds=0.001).claim() == Lease(search_id, "gone", 1)
-    time.sleep(0.01)
-    assert worker(store, "me").claim() == Lease(search_id, "me", 2)
-    assert outcomes(store, search_id) == [
-        ("gone", AttemptOutcome.LEASE_EXPIRED),
-        ("me", AttemptOutcome.RUNNING),
-    ]
+    me = worker(store, "me")
+    one, two = slot(store, me), slot(store, me)
+    exhaust(store, one, me)
+    assert me.claim() is None, "no slot for a search that hands out no more trials"
+    me.settle(two, EXIT_OK, QUIET)
+    assert me.claim() == Lease(search_id, "me", 1)
+    assert status(store, search_id) == SearchStatus.RUNNING
 
 
-def test_an_expired_lease_out_of_attempts_fails_the_search(store: Store) -> None:
+def test_an_interrupted_slot_gives_its_trial_back_and_the_search_requeues(store: Store) -> None:
     (search_id,) = queue(store, 1)
-    assert worker(store, "gone", lease_seconds=0.001).claim() is not None
+    me = worker(store, "me")
+    lease = slot(store, me)
+    store.start_trial(lease, "0", {})
+    me.request_stop()
+    me.settle(lease, EXIT_INTERRUPTED, QUIET)
+    assert status(store, search_id) == SearchStatus.QUEUED
+    (trial,) = store.list_trials(search_id)
+    assert (trial.status, trial.lost_leases) == (TrialStatus.INTERRUPTED, 0)
+    assert worker(store, "next").claim() is not None
+
+
+def test_a_slot_that_died_counts_against_its_trial(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    me = worker(store, "me", max_attempts=2)
+    for lost in (1, 2):
+        lease = slot(store, me)
+        store.start_trial(lease, "0", {})
+        me.settle(lease, -9, QUIET)
+        (trial,) = store.list_trials(search_id)
+        assert trial.lost_leases == lost
+    assert trial.status == TrialStatus.FAILED
+    assert (
+        trial.error == "its worker stopped answering 2 times in a row without finishing a new epoch"
+    )
+    assert status(store, search_id) == SearchStatus.QUEUED, "the search goes on without it"
+
+
+def test_an_expired_slot_is_taken_back_and_its_trial_runs_elsewhere(store: Store) -> None:
+    (search_id,) = queue(store, 1, max_parallel_trials=1)
+    gone = slot(store, worker(store, "gone", lease_seconds=0.001))
+    store.start_trial(gone, "0", {})
     time.sleep(0.01)
-    assert worker(store, "me", max_attempts=1).claim() is None
-    search = store.get_search(search_id)
-    assert search is not None and search.status == SearchStatus.FAILED
-    assert search.error == "the worker stopped answering on each of 1 attempts"
+    assert store.reap_expired(max_attempts=3) == [search_id]
+    taken = slot(store, worker(store, "me"))
+    assert taken.search_id == search_id
+    (trial,) = store.list_trials(search_id)
+    assert (trial.status, trial.lost_leases) == (TrialStatus.INTERRUPTED, 1)
 
 
 @pytest.mark.parametrize(
     ("exitcode", "state", "stopping", "status", "outcome", "error"),
     [
-        (EXIT_INTERRUPTED, QUIET, True, SearchStatus.QUEUED, AttemptOutcome.RELEASED, None),
-        (-9, QUIET, True, SearchStatus.QUEUED, AttemptOutcome.RELEASED, None),
+        (EXIT_INTERRUPTED, QUIET, True, SearchStatus.RUNNING, AttemptOutcome.RELEASED, None),
+        (-9, QUIET, True, SearchStatus.RUNNING, AttemptOutcome.RELEASED, None),
         (-15, CANCEL_SEEN, False, SearchStatus.CANCELLED, AttemptOutcome.CANCELLED, None),
         (
             -9,
@@ -414,13 +542,13 @@ def test_an_expired_lease_out_of_attempts_fails_the_search(store: Store) -> None
             False,
             SearchStatus.FAILED,
             AttemptOutcome.FAILED,
-            "the search process died (exit signal 9)",
+            "the finishing process died (exit signal 9)",
         ),
         (EXIT_OK, QUIET, False, SearchStatus.RUNNING, AttemptOutcome.RUNNING, None),
     ],
     ids=["give back", "give back killed", "cancel", "fail", "leave"],
 )
-def test_settle_writes_the_decision(
+def test_settle_writes_the_finishing_decision(
     store: Store,
     exitcode: int,
     state: SupervisionState,
@@ -431,8 +559,9 @@ def test_settle_writes_the_decision(
 ) -> None:
     (search_id,) = queue(store, 1)
     me = worker(store, "me")
+    exhaust(store, slot(store, me), me)
     lease = me.claim()
-    assert lease is not None
+    assert isinstance(lease, Lease)
     if stopping:
         me.request_stop()
     me.settle(lease, exitcode, state)
@@ -442,32 +571,48 @@ def test_settle_writes_the_decision(
     assert outcomes(store, search_id) == [("me", outcome)]
 
 
-def test_a_search_given_back_is_claimed_again_as_its_next_attempt(store: Store) -> None:
+def test_a_finishing_step_given_back_is_taken_again_as_its_next_attempt(store: Store) -> None:
     (search_id,) = queue(store, 1)
     me = worker(store, "me")
+    exhaust(store, slot(store, me), me)
     lease = me.claim()
-    assert lease is not None
+    assert isinstance(lease, Lease)
     me.settle(lease, EXIT_INTERRUPTED, QUIET)
     assert worker(store, "next").claim() == Lease(search_id, "next", 2)
+
+
+def test_a_finishing_step_lost_too_often_fails_the_search(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    me = worker(store, "me")
+    exhaust(store, slot(store, me), me)
+    for _ in range(2):
+        assert worker(store, "gone", lease_seconds=0.001).claim() is not None
+        time.sleep(0.01)
+        store.reap_expired(max_attempts=2)
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.FAILED
+    assert search.error == "the worker finishing the search stopped answering 2 times"
 
 
 def test_settle_leaves_a_search_its_process_closed(store: Store) -> None:
     (search_id,) = queue(store, 1)
     me = worker(store, "me")
+    exhaust(store, slot(store, me), me)
     lease = me.claim()
-    assert lease is not None
+    assert isinstance(lease, Lease)
     store.finish_search(lease, SearchStatus.SUCCEEDED)
     me.settle(lease, EXIT_FAILED, QUIET)
-    search = store.get_search(search_id)
-    assert search is not None and search.status == SearchStatus.SUCCEEDED
+    assert status(store, search_id) == SearchStatus.SUCCEEDED
 
 
-def test_settle_leaves_a_search_another_worker_took_over(store: Store) -> None:
+def test_settle_leaves_a_finishing_step_another_worker_took_over(store: Store) -> None:
     (search_id,) = queue(store, 1)
     me = worker(store, "me", lease_seconds=0.001)
+    exhaust(store, slot(store, me), me)
     lease = me.claim()
-    assert lease is not None
+    assert isinstance(lease, Lease)
     time.sleep(0.01)
+    store.reap_expired(max_attempts=3)
     assert worker(store, "thief").claim() == Lease(search_id, "thief", 2)
     me.request_stop()
     me.settle(lease, EXIT_INTERRUPTED, QUIET)
