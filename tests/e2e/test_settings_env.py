@@ -13,6 +13,7 @@ from nas.core.ports import free_port
 from nas.core.settings import Settings
 from nas.core.specs import SearchSpec
 from nas.core.store import SearchStatus, create_store, migrate
+from tests.support.leases import finish_trials, join
 
 
 def every_field_changed(tmp_path: Path) -> Settings:
@@ -78,8 +79,8 @@ def test_every_setting_round_trips_through_the_environment(
 def test_a_worker_gets_a_setting_only_the_environment_gives_it(
     tmp_path: Path, data_root: Path
 ) -> None:
-    """max_attempts 1: a search whose worker vanished on its first attempt fails at once,
-    where the default (3) would put it back in the queue and run it again."""
+    """max_attempts 1: a search whose finishing step's worker vanished on its first attempt
+    fails at once, where the default (3) would have another worker take the step again."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'nas.db'}",
         artifacts_dir=tmp_path / "artifacts",
@@ -96,7 +97,7 @@ def test_a_worker_gets_a_setting_only_the_environment_gives_it(
     search_id = store.create_search(
         spec.model_dump(mode="json"), trials_planned=1, owner="ops"
     ).search.id
-    assert store.claim_next("vanished-worker", lease_seconds=0.001) is not None
+    finish_trials(store, join(store, "vanished-worker"), lease_seconds=0.001)
 
     worker = subprocess.run(
         [*NAS_COMMAND, "worker", "--exit-when-idle"],
@@ -110,4 +111,6 @@ def test_a_worker_gets_a_setting_only_the_environment_gives_it(
     search = store.get_search(search_id)
     store.dispose()
     assert search is not None and search.status == SearchStatus.FAILED
-    assert search.error == "the worker stopped answering on each of 1 attempts", worker.stderr
+    assert search.error == "the worker finishing the search stopped answering 1 times", (
+        worker.stderr
+    )

@@ -18,8 +18,9 @@ from httpx import Response
 from nas.api import create_app
 from nas.core.settings import Settings
 from nas.core.specs import hyperband_trials
-from nas.core.store import Lease, SearchStatus, Store, TrialStatus
+from nas.core.store import SearchStatus, SlotLease, Store, TrialStatus
 from tests.support.factories import MINIMAL_SPACE, Body, error_locs, search_body, submit
+from tests.support.leases import finish_trials, join
 from tests.support.owners import ClientFactory
 
 Loc = tuple[str | int, ...]
@@ -33,11 +34,9 @@ def rejection(client: TestClient, body: Body) -> tuple[list[Loc], list[str]]:
 
 
 def queued_ids(store: Store) -> list[str]:
-    """Every search a worker could claim, oldest first (claiming them all)."""
-    ids = []
-    while (lease := store.claim_next("drain", 10)) is not None:
-        ids.append(lease.search_id)
-    return ids
+    """Every queued search, oldest first."""
+    page = store.list_searches(limit=1000, owner=None)
+    return [search.id for search in reversed(page.items) if search.status == SearchStatus.QUEUED]
 
 
 def add_photos(folder: Path, source: Path, count: int) -> None:
@@ -332,7 +331,7 @@ def params_of(trial_id: str) -> int:
     return 1000 * (int(trial_id[1:]) + 1)
 
 
-def run_trials(store: Store, lease: Lease, objective: str) -> None:
+def run_trials(store: Store, lease: SlotLease, objective: str) -> None:
     """Play TRIALS into the store the way a worker reports them."""
     for trial_id in TRIALS:
         store.start_trial(lease, trial_id, {"conv_blocks": 2, "trial": trial_id})
@@ -353,11 +352,10 @@ def run_trials(store: Store, lease: Lease, objective: str) -> None:
             store.finish_trial(lease, trial_id, status=end, score=score, seconds=9.0, error=error)
 
 
-def running_search(client: TestClient, store: Store, data_root: Path, objective: str) -> Lease:
-    """A search submitted over the API and claimed by a worker, with no trials yet."""
+def running_search(client: TestClient, store: Store, data_root: Path, objective: str) -> SlotLease:
+    """A search submitted over the API, a slot of a worker in it, with no trials yet."""
     search_id = submit(client, {**search_body(data_root / "flowers"), "objective": objective})["id"]
-    lease = store.claim_next("worker-1", 60)
-    assert lease is not None
+    lease = join(store, "worker-1")
     assert lease.search_id == search_id
     return lease
 
@@ -435,21 +433,21 @@ def test_cancel_queued_search_takes_it_off_the_queue(
     assert response.json()["status"] == "cancelled"
     assert response.json()["finished_at"] is not None
     assert client.get(f"/v1/searches/{search_id}").json()["status"] == "cancelled"
-    assert store.claim_next("worker-1", 10) is None
+    assert store.join_next("worker-1", hostname="h", lease_seconds=10) is None
 
 
 def test_cancel_running_search_asks_its_worker_to_stop(
     client: TestClient, store: Store, data_root: Path
 ) -> None:
     lease = running_search(client, store, data_root, "val_accuracy")
-    assert store.renew_lease(lease, 10).cancel_requested is False
+    assert store.renew_slot(lease, 10).cancel_requested is False
 
     response = cancel(client, lease.search_id)
 
     assert response.status_code == 202
     assert response.json()["status"] == "running"
     assert response.json()["cancel_requested"] is True
-    assert store.renew_lease(lease, 10).cancel_requested is True
+    assert store.renew_slot(lease, 10).cancel_requested is True
 
 
 @pytest.mark.parametrize("final", [SearchStatus.SUCCEEDED, SearchStatus.FAILED])
@@ -457,7 +455,7 @@ def test_cancel_finished_search_conflicts(
     client: TestClient, store: Store, data_root: Path, final: SearchStatus
 ) -> None:
     lease = running_search(client, store, data_root, "val_accuracy")
-    store.finish_search(lease, final)
+    store.finish_search(finish_trials(store, lease), final)
 
     response = cancel(client, lease.search_id)
 
@@ -537,15 +535,24 @@ def test_openapi_lists_the_search_paths(client: TestClient) -> None:
     assert set(paths["/v1/searches"]) == {"get", "post"}
 
 
-def test_workers_lists_registered_workers(client_as: ClientFactory, store: Store) -> None:
+def test_workers_lists_registered_workers(
+    client_as: ClientFactory, store: Store, data_root: Path
+) -> None:
     admin = client_as("ops", admin=True)
     assert admin.get("/v1/workers").json() == {"items": []}
 
-    store.register_worker("worker-1", hostname="gpu-box", pid=4242, backend="jax")
+    store.register_worker("worker-1", hostname="gpu-box", pid=4242, backend="jax", slots=2)
+    search_id = submit(admin, search_body(data_root / "flowers"))["id"]
+    lease = join(store, "worker-1")
+    gpu = {"platform": "gpu", "replicas": 1}
+    store.record_run_context(lease, accelerator=gpu, precision="float32", dataset_info={})
+    store.start_trial(lease, "0", {})
 
     (worker,) = admin.get("/v1/workers").json()["items"]
     assert (worker["id"], worker["hostname"], worker["pid"]) == ("worker-1", "gpu-box", 4242)
     assert (worker["backend"], worker["stopped_at"]) == ("jax", None)
+    assert (worker["slots"], worker["accelerator"]) == (2, gpu)
+    assert worker["current_trials"] == [{"search_id": search_id, "trial_id": "0"}]
 
 
 def test_idempotency_key_replays_the_same_search(client: TestClient, data_root: Path) -> None:

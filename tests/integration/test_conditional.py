@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from nas.core.store import Lease, Store, TrialStatus
+from nas.core.store import SlotLease, Store, TrialStatus
 from tests.support.factories import search_body, submit
+from tests.support.leases import join
 from tests.support.owners import OWNER, ClientFactory
 
 REPRESENTATIONS = ("", "/leaderboard", "/leaderboard.csv")
@@ -37,9 +38,9 @@ def tag_of(client: TestClient, path: str) -> str:
     return response.headers["etag"]
 
 
-def claim(store: Store, search_id: str) -> Lease:
-    lease = store.claim_next("w1", 30)
-    assert lease is not None and lease.search_id == search_id
+def claim(store: Store, search_id: str) -> SlotLease:
+    lease = join(store)
+    assert lease.search_id == search_id
     return lease
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from nas.api.dashboard import STATIC_DIR
 from nas.core.store import Store, TrialStatus
 from tests.support.factories import search_body, submit
+from tests.support.leases import join
 from tests.support.owners import ClientFactory
 
 # A hyperparameter value that needs every kind of CSV quoting.
@@ -23,8 +24,8 @@ def running_search_with_trials(client: TestClient, store: Store, data_root: Path
     """A search of the client's owner with three trials: two scored (one with a hyperparameter
     the other lacks, as conditional ones are), one failed before its first epoch."""
     search_id = submit(client, search_body(data_root / "flowers"))["id"]
-    lease = store.claim_next("worker-csv", 60)
-    assert lease is not None and lease.search_id == search_id
+    lease = join(store, "worker-csv")
+    assert lease.search_id == search_id
     trials = {
         "1": ({"conv_blocks": 2, "head": AWKWARD}, 0.5, 1_234),
         "2": ({"conv_blocks": 3, "head": "gap", "filters_2": 64}, 0.75, 56_789),

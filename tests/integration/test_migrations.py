@@ -264,4 +264,4 @@ def test_cli_migrate_then_serve_and_work(database_url: str, tmp_path: Path) -> N
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     (worker,) = workers["items"]
     assert worker["stopped_at"] is not None
-    assert worker["current_search_id"] is None
+    assert (worker["slots"], worker["current_trials"]) == (1, [])

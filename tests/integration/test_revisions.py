@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -15,51 +16,81 @@ from nas.core.store import (
     FinalTraining,
     Lease,
     LeaseLostError,
+    OracleOutcome,
     SearchStatus,
+    SlotLease,
     Store,
     TrialStatus,
 )
+from tests.support.leases import finish_trials, join
 
 SPEC = {"objective": "val_accuracy"}
 
-#: What each write needs the search to be in: "queued", "running" (with a lease), "trial"
-#: (running, with trial "0" started) or "expired" (running, its lease run out).
-Write = Callable[[Store, Lease], object]
+
+@dataclass(frozen=True)
+class Held:
+    """The search a write goes to, and the leases held on it (made-up ones where none is)."""
+
+    search_id: str
+    slot: SlotLease
+    finishing: Lease
+
+
+#: What each write needs the search to be in: "queued"; "slot" (running, with a slot);
+#: "trial" (a slot running trial "0"); "expired" (that slot's lease run out); "exhausted"
+#: (no more trials, no slot left); "finishing" (a worker holds its finishing step).
+Write = Callable[[Store, Held], object]
 SEARCH_WRITES: dict[str, tuple[str, Write]] = {
-    "request_cancel": ("queued", lambda store, lease: store.request_cancel(lease.search_id)),
-    "claim_next": ("queued", lambda store, _lease: store.claim_next("w2", 30)),
-    "release": ("running", lambda store, lease: store.release(lease)),
-    "requeue_expired": ("expired", lambda store, _lease: store.requeue_expired(max_attempts=3)),
+    "request_cancel": ("queued", lambda store, held: store.request_cancel(held.search_id)),
+    "join_next": (
+        "queued",
+        lambda store, _held: store.join_next("w2", hostname="h", lease_seconds=30),
+    ),
+    "leave_slot": (
+        "slot",
+        lambda store, held: store.leave_slot(held.slot, died=False, max_attempts=3),
+    ),
+    "reap_expired": ("expired", lambda store, _held: store.reap_expired(max_attempts=3)),
     "record_run_context": (
-        "running",
-        lambda store, lease: store.record_run_context(
-            lease, accelerator={"platform": "cpu"}, precision="float32", dataset_info={}
+        "slot",
+        lambda store, held: store.record_run_context(
+            held.slot, accelerator={"platform": "cpu"}, precision="float32", dataset_info={}
         ),
     ),
-    "finish_search": (
-        "running",
-        lambda store, lease: store.finish_search(lease, SearchStatus.SUCCEEDED),
+    "mark_trials_exhausted": ("slot", lambda store, held: store.mark_trials_exhausted(held.slot)),
+    "oracle_step": (
+        "slot",
+        lambda store, held: store.oracle_step(
+            held.slot, lambda _context: OracleOutcome(None, trials_exhausted=True)
+        ),
     ),
-    "start_trial": ("running", lambda store, lease: store.start_trial(lease, "1", {"u": 8})),
+    "fail_search": ("slot", lambda store, held: store.fail_search(held.slot, "boom")),
+    "claim_finishing": ("exhausted", lambda store, _held: store.claim_finishing("w2", 30)),
+    "release": ("finishing", lambda store, held: store.release(held.finishing)),
+    "finish_search": (
+        "finishing",
+        lambda store, held: store.finish_search(held.finishing, SearchStatus.SUCCEEDED),
+    ),
+    "start_trial": ("slot", lambda store, held: store.start_trial(held.slot, "1", {"u": 8})),
     "record_epoch": (
         "trial",
-        lambda store, lease: store.record_epoch(
-            lease, "0", epoch=0, metrics={"val_accuracy": 0.5}, score=0.5, params=10, seconds=1
+        lambda store, held: store.record_epoch(
+            held.slot, "0", epoch=0, metrics={"val_accuracy": 0.5}, score=0.5, params=10, seconds=1
         ),
     ),
     "finish_trial": (
         "trial",
-        lambda store, lease: store.finish_trial(
-            lease, "0", status=TrialStatus.COMPLETED, score=0.5, seconds=2
+        lambda store, held: store.finish_trial(
+            held.slot, "0", status=TrialStatus.COMPLETED, score=0.5, seconds=2
         ),
     ),
     "record_models": (
-        "trial",
-        lambda store, lease: store.record_models(
-            lease,
+        "finishing",
+        lambda store, held: store.record_models(
+            held.finishing,
             [
                 ExportedModel(
-                    search_id=lease.search_id,
+                    search_id=held.search_id,
                     rank=1,
                     trial_id="0",
                     score=0.5,
@@ -71,9 +102,9 @@ SEARCH_WRITES: dict[str, tuple[str, Write]] = {
         ),
     ),
     "record_final_training": (
-        "trial",
-        lambda store, lease: store.record_final_training(
-            lease,
+        "finishing",
+        lambda store, held: store.record_final_training(
+            held.finishing,
             [
                 FinalTraining(
                     trial_id="0", rank=1, epochs=3, images=40, seconds=9.5, test_accuracy=0.5
@@ -81,8 +112,9 @@ SEARCH_WRITES: dict[str, tuple[str, Write]] = {
             ],
         ),
     ),
-    # Not a write, but it locks the row as the fenced writes do, with the same statement.
-    "check_lease": ("running", lambda store, lease: store.check_lease(lease)),
+    # Not writes, but they lock the row as the fenced writes do, with the same statement.
+    "check_lease": ("finishing", lambda store, held: store.check_lease(held.finishing)),
+    "check_slot": ("slot", lambda store, held: store.check_slot(held.slot)),
 }
 
 #: Public methods that write no search, trial or model, or nothing any answer shows.
@@ -97,9 +129,11 @@ NOT_SEARCH_WRITES = {
     "list_trials",
     "list_models",
     "warm_start_configurations",
-    # It writes only the lease's expiry, which no answer shows: bumping it would make every
+    "slot_should_yield",
+    # They write only a lease's expiry, which no answer shows: bumping it would make every
     # heartbeat cost each poller a full answer.
     "renew_lease",
+    "renew_slot",
     "register_worker",
     "worker_heartbeat",
     "worker_stopped",
@@ -120,18 +154,26 @@ def revision(store: Store, search_id: str) -> int:
     return found.revision
 
 
-def prepare(store: Store, state: str) -> Lease:
-    """A search in ``state``; its lease (a made-up one for a queued search)."""
+def prepare(store: Store, state: str) -> Held:
+    """A search in ``state``, and the leases on it."""
     search_id = store.create_search(SPEC, trials_planned=2, owner="alice").search.id
+    none = Held(
+        search_id, SlotLease("none", search_id, "none"), Lease(search_id, "none", attempt=0)
+    )
     if state == "queued":
-        return Lease(search_id=search_id, worker_id="none", attempt=0)
-    lease = store.claim_next("w1", 0.0 if state == "expired" else 30)
-    assert lease is not None and lease.search_id == search_id
+        return none
+    slot = join(store, "w1", lease_seconds=0.0 if state == "expired" else 30)
+    assert slot.search_id == search_id
+    if state in ("trial", "expired"):
+        store.start_trial(slot, "0", {"u": 4})
     if state == "expired":
         time.sleep(0.01)
-    if state == "trial":
-        store.start_trial(lease, "0", {"u": 4})
-    return lease
+    if state == "exhausted":
+        store.mark_trials_exhausted(slot)
+        store.leave_slot(slot, died=False, max_attempts=3)
+    if state == "finishing":
+        return Held(search_id, slot, finish_trials(store, slot))
+    return Held(search_id, slot, none.finishing)
 
 
 def test_every_public_store_method_is_classified() -> None:
@@ -146,31 +188,33 @@ def test_every_public_store_method_is_classified() -> None:
 @pytest.mark.parametrize("name", sorted(SEARCH_WRITES))
 def test_each_search_write_bumps_the_revision(store: Store, name: str) -> None:
     state, write = SEARCH_WRITES[name]
-    lease = prepare(store, state)
+    held = prepare(store, state)
     other = store.create_search(SPEC, trials_planned=2, owner="bob").search.id
-    before, others_before = revision(store, lease.search_id), revision(store, other)
+    before, others_before = revision(store, held.search_id), revision(store, other)
 
-    write(store, lease)
+    write(store, held)
 
-    assert revision(store, lease.search_id) > before
+    assert revision(store, held.search_id) > before
     assert revision(store, other) == others_before, "only the written search changes"
-    search = store.get_search(lease.search_id)
-    assert search is not None and search.revision == revision(store, lease.search_id)
+    search = store.get_search(held.search_id)
+    assert search is not None and search.revision == revision(store, held.search_id)
 
 
 def test_reads_and_heartbeats_leave_the_revision_alone(store: Store) -> None:
-    lease = prepare(store, "trial")
-    before = revision(store, lease.search_id)
+    held = prepare(store, "trial")
+    before = revision(store, held.search_id)
 
-    store.get_search(lease.search_id)
+    store.get_search(held.search_id)
     store.list_searches(limit=10, owner=None)
-    store.list_trials(lease.search_id)
-    store.list_models(lease.search_id)
-    store.is_cancel_requested(lease.search_id)
-    store.renew_lease(lease, 30)
-    store.worker_heartbeat("w1", lease.search_id)
+    store.list_trials(held.search_id)
+    store.list_models(held.search_id)
+    store.is_cancel_requested(held.search_id)
+    store.renew_slot(held.slot, 30)
+    store.slot_should_yield(held.slot)
+    store.oracle_step(held.slot, lambda _context: OracleOutcome(None))
+    store.worker_heartbeat("w1")
 
-    assert revision(store, lease.search_id) == before
+    assert revision(store, held.search_id) == before
 
 
 def test_a_new_search_starts_at_revision_0(store: Store) -> None:
@@ -180,12 +224,15 @@ def test_a_new_search_starts_at_revision_0(store: Store) -> None:
 
 
 def test_a_refused_write_leaves_the_revision_alone(store: Store) -> None:
-    lease = prepare(store, "trial")
-    store.request_cancel(lease.search_id)
-    store.finish_search(lease, SearchStatus.CANCELLED)
-    before = revision(store, lease.search_id)
+    held = prepare(store, "trial")
+    store.request_cancel(held.search_id)
+    store.leave_slot(held.slot, died=False, max_attempts=3)
+    finishing = store.claim_finishing("w1", 30)
+    assert finishing is not None
+    store.finish_search(finishing, SearchStatus.CANCELLED)
+    before = revision(store, held.search_id)
 
     with pytest.raises(LeaseLostError):
-        store.record_epoch(lease, "0", epoch=1, metrics={}, score=None, params=1, seconds=1)
+        store.record_epoch(held.slot, "0", epoch=1, metrics={}, score=None, params=1, seconds=1)
 
-    assert revision(store, lease.search_id) == before
+    assert revision(store, held.search_id) == before

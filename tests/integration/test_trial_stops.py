@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from nas.core.specs import SearchSpec
-from nas.core.store import Lease, Store, TrialStatus
+from nas.core.store import SlotLease, Store, TrialStatus
 from nas.worker.budget import SearchClock
 from nas.worker.journal import TrialJournal
 from nas.worker.pruning import StopRules, early_stopping
 from nas.worker.signals import Interruptions
 from nas.worker.tuning import EpochReporter
+from tests.support.leases import join
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -25,12 +26,10 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 VALIDATION_LABELS = np.array([0] * 7 + [1] * 3)
 
 
-def leased_search(store: Store, **tuner: Any) -> tuple[SearchSpec, Lease]:
+def leased_search(store: Store, **tuner: Any) -> tuple[SearchSpec, SlotLease]:
     spec = SearchSpec.model_validate({"dataset": {"path": "/data"}, "tuner": tuner})
     store.create_search(spec.model_dump(mode="json"), trials_planned=3, owner="stops")
-    lease = store.claim_next("stops-worker", lease_seconds=600)
-    assert lease is not None
-    return spec, lease
+    return spec, join(store, "stops-worker", lease_seconds=600)
 
 
 def fit_always_class_zero(

@@ -11,6 +11,7 @@ from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
 from nas.core.store import ExportedModel, SearchStatus, Store
 from tests.support.factories import ONE_TRIAL, search_body, submit
+from tests.support.leases import finish_trials, join
 
 
 def finished_search(
@@ -19,8 +20,8 @@ def finished_search(
     """Submit a search as ``client``'s owner, let a worker finish it with one exported model
     whose files all hold ``marker``; its id."""
     search_id = submit(client, search_body(data_root / "flowers", tuner=ONE_TRIAL))["id"]
-    lease = store.claim_next(f"worker-{marker}", 60)
-    assert lease is not None and lease.search_id == search_id
+    lease = finish_trials(store, join(store, f"worker-{marker}"))
+    assert lease.search_id == search_id
     files = SearchArtifacts(settings.artifacts_dir, search_id).model(1)
     files.directory.mkdir(parents=True)
     files.summary_file.write_text(f"summary of {marker}\nTotal params: 1\n")

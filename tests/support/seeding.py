@@ -8,6 +8,7 @@ import random
 
 from nas.core.specs import SearchSpec
 from nas.core.store import SearchStatus, Store, TrialStatus
+from tests.support.leases import finish_trials, join
 
 
 def seed_finished_search(
@@ -21,8 +22,8 @@ def seed_finished_search(
     search_id = store.create_search(
         spec.model_dump(mode="json"), trials_planned=trials, owner=owner
     ).search.id
-    lease = store.claim_next(f"seeder-{search_id[:8]}", lease_seconds=600)
-    assert lease is not None and lease.search_id == search_id, "another search was queued"
+    lease = join(store, f"seeder-{search_id[:8]}", lease_seconds=600)
+    assert lease.search_id == search_id, "another search was queued"
     rng = random.Random(seed)
     for index in range(trials):
         trial_id = f"{index:04d}"
@@ -59,5 +60,5 @@ def seed_finished_search(
         store.finish_trial(
             lease, trial_id, status=TrialStatus.COMPLETED, score=accuracy, seconds=float(epochs)
         )
-    store.finish_search(lease, SearchStatus.SUCCEEDED)
+    store.finish_search(finish_trials(store, lease, lease_seconds=600), SearchStatus.SUCCEEDED)
     return search_id
