@@ -3,7 +3,9 @@ sharing only the database and the artifacts folder: real worker processes, real 
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,3 +100,138 @@ def test_three_workers_share_one_search(
     assert store.list_models(search_id), "the best model was exported"
     board = client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"]
     assert {trial["worker_id"] for trial in board} == set(ran)
+
+
+def worker_process(
+    fleet: list[subprocess.Popen[bytes]], store: Store, worker_id: str
+) -> subprocess.Popen[bytes]:
+    """The process of the worker ``worker_id`` (its id holds its pid)."""
+    pids = {worker.pid: worker for worker in fleet}
+    (record,) = [worker for worker in store.list_workers() if worker.id == worker_id]
+    return pids[record.pid]
+
+
+def test_a_worker_killed_mid_trial_holds_up_no_other_and_its_trial_runs_elsewhere(
+    fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    # A lease long enough to tell "the others went on" from "they waited for the reaper".
+    settings = fleet_settings.model_copy(update={"lease_seconds": 20.0})
+    body = fleet_body(photos, max_trials=6, epochs=4)
+    search_id = submit(client, body)["id"]
+    with workers(settings, tmp_path, 3) as fleet:
+
+        def victim_mid_trial() -> tuple[str, str, list] | None:
+            trials = store.list_trials(search_id)
+            if not trials:
+                return None
+            first = min(trials, key=lambda trial: trial.started_at)
+            running = [
+                trial
+                for trial in trials
+                if trial.worker_id == first.worker_id
+                and trial.status == TrialStatus.RUNNING
+                and trial.epochs >= 1
+            ]
+            if not running:
+                return None
+            done = [trial for trial in trials if trial.status == TrialStatus.COMPLETED]
+            return first.worker_id, running[0].trial_id, done
+
+        victim_id, killed_trial, before = wait_until(victim_mid_trial, 300, "a trial in progress")
+        victim = worker_process(fleet, store, victim_id)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        killed_at = time.monotonic()
+
+        def others_progress() -> bool:
+            epochs = {
+                trial.trial_id: trial.epochs
+                for trial in store.list_trials(search_id)
+                if trial.worker_id != victim_id
+            }
+            return epochs != others_at_kill
+
+        others_at_kill = {
+            trial.trial_id: trial.epochs
+            for trial in store.list_trials(search_id)
+            if trial.worker_id != victim_id
+        }
+        wait_until(others_progress, settings.lease_seconds, "the other workers to go on")
+        assert time.monotonic() - killed_at < settings.lease_seconds, "nobody waited for it"
+        search = finished(store, search_id)
+    assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
+    trials = {trial.trial_id: trial for trial in store.list_trials(search_id)}
+    assert len(trials) == search.trials_planned, "each planned trial once"
+    assert all(trial.status == TrialStatus.COMPLETED for trial in trials.values())
+    assert trials[killed_trial].worker_id != victim_id, "run again on another worker"
+    for trial in before:
+        assert trials[trial.trial_id] == trial, "a trial finished before the kill changed"
+
+
+def test_a_worker_killed_in_the_finishing_step_leaves_it_to_another(
+    fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    search_id = submit(client, fleet_body(photos, max_trials=3))["id"]
+    with workers(fleet_settings, tmp_path, 2) as fleet:
+
+        def finishing_worker() -> str | None:
+            search = store.get_search(search_id)
+            assert search is not None and not search.status.terminal, search
+            return search.worker_id
+
+        victim = worker_process(fleet, store, wait_until(finishing_worker, 300, "finishing"))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        search = finished(store, search_id)
+    assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
+    first, second = search.attempts
+    assert first.outcome.value == "lease_expired" and second.outcome.value == "succeeded"
+    assert first.worker_id != second.worker_id
+    (model,) = store.list_models(search_id)
+    assert (fleet_settings.artifacts_dir / search_id / "models" / "rank-001").is_dir(), model
+
+
+def test_two_searches_share_two_workers_of_two_slots(
+    fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    first = submit(client, fleet_body(photos, max_trials=6, epochs=2))["id"]
+    second = submit(client, fleet_body(photos, max_trials=6, epochs=2, seed=6))["id"]
+    with workers(fleet_settings, tmp_path, 2, parallel_trials=2):
+
+        def both_running() -> bool:
+            running = {
+                search_id
+                for search_id in (first, second)
+                for trial in store.list_trials(search_id)
+                if trial.status == TrialStatus.RUNNING
+            }
+            return running == {first, second}
+
+        wait_until(both_running, 300, "trials of both searches at once", 0.2)
+        searches = [finished(store, search_id) for search_id in (first, second)]
+    assert [search.status for search in searches] == [SearchStatus.SUCCEEDED] * 2, logs(tmp_path)
+
+
+BUDGET_SECONDS = 45
+
+
+def test_a_time_budget_holds_across_three_workers(
+    fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    body = fleet_body(photos, max_trials=30, epochs=100, patience=0, pruning=False)
+    body |= {"budget": {"seconds": BUDGET_SECONDS}, "final_top_k": 0}
+    search_id = submit(client, body)["id"]
+    with workers(fleet_settings, tmp_path, 3):
+        search = finished(store, search_id)
+    assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
+    assert search.ended_by == "budget"
+    trials = store.list_trials(search_id)
+    assert len({trial.worker_id for trial in trials}) == 3
+    assert search.started_at is not None
+    last_end = max(trial.finished_at for trial in trials if trial.finished_at is not None)
+    longest_epoch = max(epoch["epoch_seconds"] for trial in trials for epoch in trial.history)
+    overrun = (last_end - search.started_at).total_seconds() - BUDGET_SECONDS
+    # Every worker reads the same clock (the search's first start) and stops its trial at a
+    # batch boundary past it: within the epoch it is in, plus its validation and writes.
+    assert overrun <= longest_epoch + 2.0, (overrun, longest_epoch)
+    assert all(trial.epochs < 100 for trial in trials)

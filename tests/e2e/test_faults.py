@@ -32,7 +32,7 @@ def fault_settings(settings: Settings) -> Settings:
 
 
 def submit_search(
-    client: TestClient, photos: Path, algorithm: str = "random", trials: int = 3
+    client: TestClient, photos: Path, algorithm: str = "random", trials: int = 3, **tuner: Any
 ) -> str:
     body = search_body(
         photos,
@@ -43,6 +43,7 @@ def submit_search(
             "epochs": 8,
             "batch_size": 16,
             "seed": 3,
+            **tuner,
         },
         export_top_k=1,
     )
@@ -119,8 +120,9 @@ def test_sigkill_mid_trial_is_resumed_by_another_worker(
     assert_resumed_completely(store, search_id, before)
     search = store.get_search(search_id)
     assert search is not None
-    assert [attempt.outcome.value for attempt in search.attempts] == ["lease_expired", "succeeded"]
-    # Its own search process closing the search is not a lost lease.
+    # The finishing step was the second worker's alone: the first died before it.
+    assert [attempt.outcome.value for attempt in search.attempts] == ["succeeded"]
+    # Its own finishing process closing the search is not a lost lease.
     assert "lost its lease" not in (logs / "second.log").read_text()
     board = client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"]
     assert sorted(trial["trial_id"] for trial in board) == sorted(
@@ -148,7 +150,8 @@ def test_sigterm_gives_the_search_back_and_it_resumes(
     assert stop_process(first, timeout=60) == 0, (logs / "first.log").read_text()[-3000:]
     search = store.get_search(search_id)
     assert search is not None and search.status == SearchStatus.QUEUED, "given back at once"
-    assert search.attempts[-1].outcome.value == "released"
+    interrupted = [t for t in store.list_trials(search_id) if t.status == TrialStatus.INTERRUPTED]
+    assert len(interrupted) == 1 and interrupted[0].lost_leases == 0, "a give-back is no loss"
     assert time.monotonic() - started < 30
     second = start_worker(fault_settings, logs, "second")
     try:
@@ -270,18 +273,19 @@ def test_worker_that_lost_its_lease_writes_nothing_more(
     fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
     logs = logs_dir(tmp_path)
-    search_id = submit_search(client, photos)
+    search_id = submit_search(client, photos, max_parallel_trials=1)
     worker = start_worker(fault_settings, logs, "worker")
     try:
         wait_until(lambda: mid_trial(store, search_id), 180, "a trial in progress", 0.1)
         with store.engine.begin() as connection:  # as if its heartbeats had stopped arriving
             connection.execute(
-                text("UPDATE searches SET lease_expires_at = :past WHERE id = :id"),
+                text("UPDATE search_slots SET lease_expires_at = :past WHERE search_id = :id"),
                 {"past": datetime.now(UTC) - timedelta(minutes=1), "id": search_id},
             )
-        assert store.requeue_expired(max_attempts=3) == [search_id]
-        thief = store.claim_next("thief", 600)
-        assert thief is not None and thief.attempt == 2
+        assert store.reap_expired(max_attempts=3) == [search_id]
+        # The search's one slot is another worker's now: this one may not join again.
+        thief = store.join_next("thief", hostname="elsewhere", lease_seconds=600)
+        assert thief is not None and thief.search_id == search_id
         trials_after_theft = store.list_trials(search_id)
         oracle = fault_settings.artifacts_dir / search_id / "tuner" / "oracle.json"
         oracle_state = oracle.read_bytes()
@@ -293,5 +297,4 @@ def test_worker_that_lost_its_lease_writes_nothing_more(
     assert oracle.read_bytes() == oracle_state, "no tuner state written after the lease was lost"
     search = store.get_search(search_id)
     assert search is not None and search.status == SearchStatus.RUNNING
-    assert search.worker_id == "thief" and search.attempt == 2
-    assert f"search {search_id} attempt 1 lost" in (logs / "worker.log").read_text()
+    assert f"of search {search_id} lost" in (logs / "worker.log").read_text()

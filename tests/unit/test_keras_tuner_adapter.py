@@ -9,12 +9,18 @@ from __future__ import annotations
 import inspect
 
 import keras_tuner
-from keras_tuner.src import protos, utils
-from keras_tuner.src.distribute import oracle_chief
+from keras_tuner.src import backend, utils
 from keras_tuner.src.engine import oracle, stateful, tuner
 from keras_tuner.src.tuners import bayesian, hyperband, randomsearch
 
-from nas.worker.keras_tuner_adapter import PrivateTunerHooks, SeededDraws, retry_no_ended_trial
+from nas.worker.keras_tuner_adapter import (
+    PrivateTunerHooks,
+    SeededDraws,
+    end_failed_trials,
+    load_saved_state,
+    requeue_trials_of_dead_tuners,
+    retry_no_ended_trial,
+)
 
 
 def test_state_files_are_written_through_utils_save_json() -> None:
@@ -26,9 +32,22 @@ def test_state_files_are_written_through_utils_save_json() -> None:
         assert "utils.save_json(" in source, module.__name__
 
 
-def test_the_oracle_servicer_of_distributed_tuning_is_there() -> None:
-    assert callable(protos.get_service_grpc().add_OracleServicer_to_server)
-    assert list(inspect.signature(oracle_chief.OracleServicer).parameters) == ["oracle"]
+def test_the_oracle_state_is_where_the_shared_oracle_reads_and_changes_it() -> None:
+    for name in ("trials", "ongoing_trials", "end_order", "_retry_queue", "start_order"):
+        assert f"self.{name} = " in inspect.getsource(oracle.Oracle.__init__), name
+    for name in ("_get_oracle_fname", "_project_dir", "_save_trial"):
+        assert hasattr(oracle.Oracle, name), name
+    # Oracle.reload: the trials' files, then oracle.json through Stateful.reload.
+    reload = inspect.getsource(oracle.Oracle.reload)
+    assert 'os.path.join(self._project_dir, "trial_*", "trial.json")' in reload
+    assert "super().reload(self._get_oracle_fname())" in reload
+    assert "self.set_state(utils.load_json(fname))" in inspect.getsource(stateful.Stateful.reload)
+    assert callable(backend.io.exists) and callable(backend.io.glob)
+    # create_trial (wrapped by @synchronized) serves the retry queue first, and a tuner's
+    # ongoing trial again.
+    create = inspect.getsource(oracle)
+    assert "if tuner_id in self.ongoing_trials:" in create
+    assert "self.trials[self._retry_queue.pop()]" in create
 
 
 def test_the_private_tuner_hooks_overridden_still_exist_with_their_signatures() -> None:
@@ -107,3 +126,48 @@ def test_a_trial_invalid_before_a_kill_is_still_retried(tmp_path) -> None:
     retry_no_ended_trial(resumed)
 
     assert resumed.create_trial("trials-1").trial_id == running.trial_id
+
+
+def test_a_reload_keeps_the_ongoing_trials_of_other_tuners(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    assert not load_saved_state(first), "nothing saved yet"
+    running = first.create_trial("slot-a")
+    other = _oracle(str(tmp_path))
+
+    assert load_saved_state(other)
+
+    assert other.ongoing_trials["slot-a"].trial_id == running.trial_id
+    assert other._retry_queue == []
+    assert other.create_trial("slot-b").trial_id != running.trial_id
+
+
+def test_the_trial_of_a_dead_tuner_is_retried_by_the_next_one(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    lost = first.create_trial("dead")
+    kept = first.create_trial("alive")
+    resumed = _oracle(str(tmp_path))
+    load_saved_state(resumed)
+
+    assert requeue_trials_of_dead_tuners(resumed, {"alive", "next"}) == [lost.trial_id]
+
+    assert set(resumed.ongoing_trials) == {"alive"}
+    assert resumed.create_trial("next").trial_id == lost.trial_id
+    assert resumed.ongoing_trials["alive"].trial_id == kept.trial_id
+
+
+def test_a_trial_the_store_failed_is_ended_and_never_retried(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    doomed = first.create_trial("dead")
+    resumed = _oracle(str(tmp_path))
+    load_saved_state(resumed)
+    requeue_trials_of_dead_tuners(resumed, set())
+
+    assert end_failed_trials(resumed, {doomed.trial_id: "its worker kept dying"}) == [
+        doomed.trial_id
+    ]
+
+    ended = resumed.get_trial(doomed.trial_id)
+    assert (ended.status, ended.message) == ("FAILED", "its worker kept dying")
+    assert doomed.trial_id in resumed.end_order and resumed._retry_queue == []
+    assert resumed.create_trial("next").trial_id != doomed.trial_id
+    assert end_failed_trials(resumed, {doomed.trial_id: "again"}) == [], "ended once"
