@@ -20,6 +20,8 @@ COLUMNS = (
     "epochs",
     "seconds",
     "stop_reason",
+    "worker_id",
+    "hostname",
 )
 HYPERPARAMETER_PREFIX = "hp_"
 

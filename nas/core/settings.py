@@ -82,7 +82,12 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling.")
     heartbeat_seconds: float = Field(default=10.0, gt=0, description="Lease renewal period.")
     lease_seconds: float = Field(default=60.0, gt=0, description="Lease lifetime unrenewed.")
-    max_attempts: int = Field(default=3, ge=1, description="Claims before a search fails.")
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Leases a trial may lose in a row without a new epoch before it fails (and a "
+        "search's finishing step before the search fails).",
+    )
     cancel_grace_seconds: float = Field(
         default=5.0, ge=0, description="Time a cancelled search gets to stop at an epoch end."
     )
@@ -90,8 +95,8 @@ class Settings(BaseSettings):
         default=10,
         ge=0,
         le=19,
-        description="Scheduling niceness of search processes, so the API and heartbeats "
-        "stay responsive on a host whose CPUs train.",
+        description="Scheduling niceness of slot and finishing processes, so the API and "
+        "heartbeats stay responsive on a host whose CPUs train.",
     )
     store_retry_seconds: float = Field(
         default=300.0, ge=0, description="How long workers ride out a database outage."
@@ -104,8 +109,8 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         le=64,
-        description="Trials a worker trains at once, each in its own process sharing the "
-        "search's oracle: while one trial compiles, others train on the same device.",
+        description="The worker's slots: trials it trains at once (of one search or several), "
+        "each in its own process: while one trial compiles, others train on the same device.",
     )
     full_batches: bool = Field(
         default=True,

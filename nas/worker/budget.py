@@ -1,8 +1,8 @@
 """The clock a search's time budget runs on: wall-clock seconds from the search's first start.
 
-The start is the store's ``started_at`` (set when a worker first claims the search and kept
-across re-claims), so every process of a search (the search process, its trial processes, a
-worker that resumes it) reads the same clock.
+The start is the store's ``started_at`` (set when a worker first takes a slot in the search,
+and kept), so every process of a search (each slot of each worker on any host, its finishing
+step) reads the same clock.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 validation photos together, for as many epochs as the caller gives them, with their
 learning-rate schedules sized to those epochs. Their models are exported in the trials' place.
 
-Imports Keras: load it only in a search process whose ``KERAS_BACKEND`` is already set.
+Imports Keras: load it only in a process whose ``KERAS_BACKEND`` is already set.
 """
 
 from __future__ import annotations

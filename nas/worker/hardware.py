@@ -1,6 +1,6 @@
 """Which devices a search trains on, under which distribution, at which precision.
 
-Imported only inside the search process, after ``KERAS_BACKEND`` is set; TensorFlow is
+Imported only inside a slot or finishing process, after ``KERAS_BACKEND`` is set; TensorFlow is
 imported only for the TensorFlow backend.
 """
 
@@ -41,7 +41,7 @@ class Placement:
 
 
 def backend_environment(backend: str, cache_dir: Path, parallel_trials: int) -> dict[str, str]:
-    """The environment variables a search process sets before Keras is first imported.
+    """The environment variables a slot or finishing process sets before Keras is imported.
 
     On JAX: a persistent compilation cache under ``cache_dir`` (trials that repeat a model's
     shapes, later searches and, on GPUs, the autotuning results reuse what was compiled), and,

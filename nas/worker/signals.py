@@ -1,4 +1,5 @@
-"""Signals inside a search process: SIGTERM asks training to stop, the parent's death kills it."""
+"""Signals inside a slot or finishing process: SIGTERM asks training to stop, the parent's
+death kills it."""
 
 from __future__ import annotations
 
