@@ -50,7 +50,8 @@ def fleet_body(photos: Path, **tuner: Any) -> dict[str, Any]:
 def workers(
     settings: Settings, tmp_path: Path, count: int, **overrides: Any
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``count`` workers, each with its own cache folder (as on its own host); stopped after."""
+    """``count`` workers, each with its own cache folder (as on its own host); those still
+    running after are stopped, and must stop cleanly."""
     started = []
     for number in range(count):
         own = settings.model_copy(update={"cache_dir": tmp_path / f"cache-{number}", **overrides})
@@ -58,7 +59,8 @@ def workers(
     try:
         yield started
     finally:
-        for worker in started:
+        alive = [worker for worker in started if worker.poll() is None]
+        for worker in alive:
             assert stop_process(worker) == 0
 
 
@@ -218,7 +220,10 @@ BUDGET_SECONDS = 45
 def test_a_time_budget_holds_across_three_workers(
     fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
-    body = fleet_body(photos, max_trials=30, epochs=100, patience=0, pruning=False)
+    # 30 trials of 100 epochs: only the budget ends this search, mid-trial on every worker.
+    body = fleet_body(
+        photos, algorithm="random", max_trials=30, epochs=100, patience=0, pruning=False
+    )
     body |= {"budget": {"seconds": BUDGET_SECONDS}, "final_top_k": 0}
     search_id = submit(client, body)["id"]
     with workers(fleet_settings, tmp_path, 3):
