@@ -103,7 +103,8 @@ class FinalTrainingOut(BaseModel):
 
 
 class AttemptOut(BaseModel):
-    """One claim of the search by a worker."""
+    """One claim of the search's finishing step (final training, export, close) by a worker;
+    its trials' workers are on the leaderboard."""
 
     attempt: int
     worker_id: str

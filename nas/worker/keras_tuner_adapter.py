@@ -88,7 +88,9 @@ def load_saved_state(oracle: keras_tuner.Oracle) -> bool:
         return False
     oracle.trials = {}
     pattern = os.path.join(oracle._project_dir, "trial_*", "trial.json")
-    for path in keras_tuner_backend.io.glob(pattern):
+    # In the order of their (zero-padded) ids, as the trials were made: the oracle breaks
+    # ties between equal scores by it, as the store's leaderboard does.
+    for path in sorted(keras_tuner_backend.io.glob(pattern)):
         trial = keras_tuner.engine.trial.Trial.load(path)
         oracle.trials[trial.trial_id] = trial
     keras_tuner_stateful.Stateful.reload(oracle, saved)

@@ -48,7 +48,7 @@ class AttemptOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    #: The worker shut down cleanly and gave the search back.
+    #: The worker shut down cleanly and gave the finishing step back.
     RELEASED = "released"
     #: The worker stopped heartbeating (crashed, killed, cut off).
     LEASE_EXPIRED = "lease_expired"
@@ -56,7 +56,7 @@ class AttemptOutcome(StrEnum):
 
 @dataclass(frozen=True)
 class AttemptRecord:
-    """One claim of a search by a worker, and how it ended."""
+    """One claim of a search's finishing step by a worker, and how it ended."""
 
     attempt: int
     worker_id: str
@@ -132,6 +132,7 @@ class SearchRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: The worker holding the finishing step now, its attempt and lease (see ``attempts``).
     worker_id: str | None
     attempt: int
     lease_expires_at: datetime | None
@@ -178,7 +179,8 @@ class SearchRevision:
 
 @dataclass(frozen=True)
 class Lease:
-    """The right of one worker to write one attempt of a search (a fencing token)."""
+    """The right of one worker to take one attempt at a search's finishing step (final
+    training, export, close); the attempt number is its fencing token."""
 
     search_id: str
     worker_id: str
