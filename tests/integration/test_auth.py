@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from nas.api.token_uses import FLUSH_SECONDS
+from nas.cli.launcher import wait_until
 from nas.core.settings import Settings
-from nas.core.store import Store
+from nas.core.store import Store, TokenRecord
 from nas.core.tokens import issue_token
 from tests.support.exports import finished_search
 from tests.support.factories import ONE_TRIAL, search_body
 from tests.support.owners import OWNER, ClientFactory, bearer, secret_part
+from tests.support.statements import statements
 
 Route = tuple[str, str]  # (method, path template)
 
@@ -254,15 +257,28 @@ def test_only_json_bodies_are_accepted_nothing_is_uploaded(client: TestClient) -
     assert bodies == {("post", "/v1/searches"): ["application/json"]}
 
 
-def test_last_use_of_a_token_is_recorded(client_as: ClientFactory, store: Store) -> None:
+def test_last_use_of_a_token_is_recorded_off_the_request(
+    client: TestClient, client_as: ClientFactory, store: Store
+) -> None:
     erin = client_as("erin")
-    (token,) = [token for token in store.list_tokens() if token.owner == "erin"]
-    assert token.last_used_at is None
 
+    def erins() -> TokenRecord:
+        (token,) = [token for token in store.list_tokens() if token.owner == "erin"]
+        return token
+
+    assert erins().last_used_at is None
+
+    with statements(store) as written:
+        assert erin.get("/v1/searches").status_code == 200
+    assert not any(statement.lstrip().upper().startswith("UPDATE") for statement in written)
+    assert erins().last_used_at is None, "noted, not yet written"
+
+    wait_until(lambda: erins().last_used_at is not None, FLUSH_SECONDS * 4, "the use written")
+    used_at = erins().last_used_at
     erin.get("/v1/searches")
-
-    (token,) = [token for token in store.list_tokens() if token.owner == "erin"]
-    assert token.last_used_at is not None and token.revoked_at is None
+    client.app.state.token_uses.flush(store)
+    assert erins().last_used_at == used_at, "a fresh use is not written again"
+    assert erins().revoked_at is None
 
 
 def test_no_token_or_hash_reaches_the_logs(

@@ -106,7 +106,7 @@ NOT_SEARCH_WRITES = {
     "list_workers",
     "create_token",
     "get_active_token",
-    "touch_token",
+    "touch_tokens",
     "revoke_token",
     "list_tokens",
     # It makes the search, at revision 0 (checked below).

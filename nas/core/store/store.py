@@ -12,7 +12,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -689,12 +689,13 @@ class Store:
             return _token_record(row)
 
     @retried
-    def touch_token(self, token_id: str) -> None:
-        """Note that the token was just used."""
+    def touch_tokens(self, uses: Mapping[str, datetime]) -> None:
+        """Note when each token of ``uses`` (token id -> time) was last used."""
         with self._transaction(write=True) as session:
-            session.execute(
-                update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=utcnow())
-            )
+            for token_id, used_at in uses.items():
+                session.execute(
+                    update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=used_at)
+                )
 
     @retried
     def revoke_token(self, token_id: str) -> TokenRecord | None:
