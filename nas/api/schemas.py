@@ -93,6 +93,7 @@ class FinalTrainingOut(BaseModel):
     seconds: float
     test_accuracy: float | None
     error: str | None
+    planned_epochs: int | None = None
 
 
 class AttemptOut(BaseModel):

@@ -108,6 +108,9 @@ class FinalTraining:
     test_accuracy: float | None
     #: Why it failed (the trial's own checkpoint was exported instead); None when it did not.
     error: str | None = None
+    #: The epochs its schedule spanned when the budget's deadline stopped it after ``epochs``;
+    #: None when it trained them all.
+    planned_epochs: int | None = None
 
 
 @dataclass(frozen=True)
