@@ -12,6 +12,7 @@ import pytest
 
 from nas.core.store import (
     ExportedModel,
+    Extension,
     FinalTraining,
     Lease,
     LeaseLostError,
@@ -23,11 +24,30 @@ from nas.core.store import (
 SPEC = {"objective": "val_accuracy"}
 
 #: What each write needs the search to be in: "queued", "running" (with a lease), "trial"
-#: (running, with trial "0" started) or "expired" (running, its lease run out).
+#: (running, with trial "0" started), "expired" (running, its lease run out) or "ended".
 Write = Callable[[Store, Lease], object]
 SEARCH_WRITES: dict[str, tuple[str, Write]] = {
     "request_cancel": ("queued", lambda store, lease: store.request_cancel(lease.search_id)),
     "claim_next": ("queued", lambda store, _lease: store.claim_next("w2", 30)),
+    "extend_search": (
+        "ended",
+        lambda store, lease: store.extend_search(
+            lease.search_id,
+            revision=revision(store, lease.search_id),
+            spec=SPEC,
+            trials_planned=3,
+            extension=Extension(
+                extended_at=datetime.now(UTC),
+                max_trials=1,
+                seconds=None,
+                ended_as="succeeded",
+                ended_by="max_trials",
+                wall_seconds=1.0,
+                budget_spent=0.0,
+                attempts=1,
+            ),
+        ),
+    ),
     "release": ("running", lambda store, lease: store.release(lease)),
     "requeue_expired": ("expired", lambda store, _lease: store.requeue_expired(max_attempts=3)),
     "record_run_context": (
@@ -90,6 +110,7 @@ NOT_SEARCH_WRITES = {
     "ping",
     "dispose",
     "find_submission",
+    "find_extension",
     "get_search",
     "get_revision",
     "is_cancel_requested",
@@ -131,6 +152,8 @@ def prepare(store: Store, state: str) -> Lease:
         time.sleep(0.01)
     if state == "trial":
         store.start_trial(lease, "0", {"u": 4})
+    if state == "ended":
+        store.finish_search(lease, SearchStatus.SUCCEEDED)
     return lease
 
 

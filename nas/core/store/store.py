@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -26,6 +26,7 @@ from nas.core.errors import (
     IdempotencyConflictError,
     LeaseLostError,
     QueueFullError,
+    StaleSearchError,
     StoreError,
     StoreUnavailableError,
 )
@@ -36,6 +37,7 @@ from nas.core.store.records import (
     AttemptRecord,
     EndedBy,
     ExportedModel,
+    Extension,
     FinalTraining,
     Lease,
     SearchKey,
@@ -109,7 +111,8 @@ class SearchPage:
 
 @dataclass(frozen=True)
 class Submission:
-    """The outcome of a submit: the search, and whether this call created it."""
+    """The outcome of a submit (or an extension): the search, and whether this call created
+    (or extended) it rather than repeat an earlier request with the same idempotency key."""
 
     search: SearchRecord
     created: bool
@@ -229,6 +232,73 @@ class Store:
             return Submission(search=_search_records(session, [row])[0], created=False)
 
     @retried
+    def extend_search(
+        self,
+        search_id: str,
+        *,
+        revision: int,
+        spec: dict[str, Any],
+        trials_planned: int,
+        extension: Extension,
+        max_queued: int | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Submission | None:
+        """Queue an ended search again with ``spec`` (more trials or seconds), recording
+        ``extension``: its trials, exported models and first start are kept, what its end
+        recorded is cleared, and its next claim starts a new run. ``revision`` is the one the
+        caller read the search at (and judged it on). With an idempotency key, a repeat of the
+        same request returns the search as it is now. None when there is no such search.
+
+        Raises:
+            StaleSearchError: the search changed since ``revision``, or has not ended.
+            QueueFullError: its owner already has ``max_queued`` queued searches.
+            IdempotencyConflictError: the key was used with a different request.
+        """
+        with self._transaction(write=True) as session:
+            row = session.get(SearchRow, search_id, with_for_update=True)
+            if row is None:
+                return None
+            extensions = list(row.extensions or [])
+            if idempotency_key is not None and _keyed_extension(
+                extensions, idempotency_key, request_hash
+            ):
+                return Submission(search=_search_records(session, [row])[0], created=False)
+            if row.revision != revision or not SearchStatus(row.status).terminal:
+                raise StaleSearchError(f"search {search_id} changed meanwhile; read it again")
+            if max_queued is not None and _queued_count(session, row.owner) >= max_queued:
+                raise QueueFullError(row.owner, max_queued)
+            extensions.append(
+                asdict(extension)
+                | {
+                    "extended_at": extension.extended_at.isoformat(),
+                    "idempotency_key": idempotency_key,
+                    "request_hash": request_hash,
+                }
+            )
+            row.status = SearchStatus.QUEUED.value
+            row.spec, row.trials_planned, row.extensions = spec, trials_planned, extensions
+            row.finished_at, row.ended_by, row.error, row.cancel_requested = None, None, None, False
+            row.wall_seconds, row.training_seconds, row.final_training = None, None, None
+            row.resumed_at = None  # the next claim starts its new run
+            _revise(session, search_id)
+            return Submission(search=_search_records(session, [row])[0], created=True)
+
+    @retried
+    def find_extension(
+        self, search_id: str, idempotency_key: str, request_hash: str | None
+    ) -> SearchRecord | None:
+        """The search as it is now, if an idempotency key already extended it with the same
+        request (else a conflict); None if the key did not."""
+        with self._transaction() as session:
+            row = session.get(SearchRow, search_id)
+            if row is None or not _keyed_extension(
+                row.extensions or [], idempotency_key, request_hash
+            ):
+                return None
+            return _search_records(session, [row])[0]
+
+    @retried
     def get_search(self, search_id: str) -> SearchRecord | None:
         """The search with its progress, or None."""
         with self._transaction() as session:
@@ -318,6 +388,7 @@ class Store:
                 worker_id=worker_id,
                 attempt=SearchRow.attempt + 1,
                 started_at=func.coalesce(SearchRow.started_at, now),
+                resumed_at=func.coalesce(SearchRow.resumed_at, now),
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
             .returning(SearchRow.id, SearchRow.attempt)
@@ -387,10 +458,10 @@ class Store:
                 if row.cancel_requested:
                     row.status, row.finished_at = SearchStatus.CANCELLED.value, now
                     row.ended_by = EndedBy.CANCELLED.value
-                elif row.attempt >= max_attempts:
+                elif (attempts := row.attempt - _attempts_before_resuming(row)) >= max_attempts:
                     row.status, row.finished_at = SearchStatus.FAILED.value, now
                     row.ended_by = EndedBy.ERROR.value
-                    row.error = f"the worker stopped answering on each of {row.attempt} attempts"
+                    row.error = f"the worker stopped answering on each of {attempts} attempts"
                 else:
                     row.status = SearchStatus.QUEUED.value
                 _revise(session, row.id)
@@ -455,8 +526,9 @@ class Store:
         ended_by: EndedBy | None = None,
     ) -> None:
         """End the attempt with a terminal status, recording which limit ended the search
-        (by default the one its status implies) and what it spent: wall-clock seconds from its
-        first start and training seconds summed over its trials."""
+        (by default the one its status implies) and what it spent: wall-clock seconds of its
+        runs (from its first start, less the idle time before extensions) and training
+        seconds summed over its trials."""
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
         if ended_by is None:
@@ -467,7 +539,11 @@ class Store:
             now = utcnow()
             row.status, row.error, row.ended_by = status.value, error, ended_by.value
             row.finished_at, row.lease_expires_at = now, None
-            row.wall_seconds = (now - row.started_at).total_seconds() if row.started_at else None
+            row.wall_seconds = (
+                _wall_seconds_before_resuming(row) + (now - row.resumed_at).total_seconds()
+                if row.resumed_at
+                else None
+            )
             row.training_seconds = session.scalar(
                 select(func.coalesce(func.sum(TrialRow.seconds), 0.0)).where(
                     TrialRow.search_id == lease.search_id
@@ -777,6 +853,43 @@ def _revise(session: Session, search_id: str) -> None:
     )
 
 
+#: What an extension's record holds of what the store keeps of it (not its request's key).
+_EXTENSION_FIELDS = {field.name for field in fields(Extension)}
+
+
+def _latest_extension(row: SearchRow) -> dict[str, Any]:
+    """The latest extension of the search as stored (empty if it was never extended)."""
+    return row.extensions[-1] if row.extensions else {}
+
+
+def _attempts_before_resuming(row: SearchRow) -> int:
+    return _latest_extension(row).get("attempts", 0)
+
+
+def _wall_seconds_before_resuming(row: SearchRow) -> float:
+    return _latest_extension(row).get("wall_seconds", 0.0)
+
+
+def _keyed_extension(
+    extensions: list[dict[str, Any]], idempotency_key: str, request_hash: str | None
+) -> dict[str, Any] | None:
+    """The extension ``idempotency_key`` made, if any; a conflict if it was made by a
+    different request."""
+    earlier = next(
+        (entry for entry in extensions if entry.get("idempotency_key") == idempotency_key), None
+    )
+    if earlier is not None and earlier.get("request_hash") != request_hash:
+        raise IdempotencyConflictError(
+            "this Idempotency-Key was already used with a different request"
+        )
+    return earlier
+
+
+def _extension_record(entry: dict[str, Any]) -> Extension:
+    kept = {name: value for name, value in entry.items() if name in _EXTENSION_FIELDS}
+    return Extension(**kept | {"extended_at": datetime.fromisoformat(entry["extended_at"])})
+
+
 def _older_than(key: SearchKey) -> Any:
     """Searches after ``key`` in the newest-first order (spelled out, for the index)."""
     return or_(
@@ -974,4 +1087,6 @@ def _search_record(
         wall_seconds=row.wall_seconds,
         training_seconds=row.training_seconds,
         final_training=tuple(FinalTraining(**training) for training in row.final_training or ()),
+        resumed_at=row.resumed_at,
+        extensions=tuple(_extension_record(entry) for entry in row.extensions or ()),
     )

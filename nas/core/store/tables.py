@@ -59,6 +59,11 @@ class SearchRow(Base):
     wall_seconds: Mapped[float | None] = mapped_column(Float)
     training_seconds: Mapped[float | None] = mapped_column(Float)
     final_training: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: The first claim of the current run (of the first run, or after the latest extension).
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Each extension as the store's ``Extension`` record has it, with the idempotency key
+    #: and request hash of the request that made it.
+    extensions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class AttemptRow(Base):
