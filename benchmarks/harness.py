@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
+from sqlalchemy.engine import make_url
 
 from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
 from nas.core.ports import free_port
@@ -17,6 +21,10 @@ from nas.core.settings import Settings
 from nas.core.store import create_store, migrate
 from nas.core.tokens import issue_token
 
+#: The server ``postgres_database`` makes its databases on (the one the tests use).
+POSTGRES_SERVER = os.environ.get(
+    "NAS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 FLOWERS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "flowers"
 #: Built by ``python -m benchmarks.make_digits``, never committed.
 DIGITS = Path(__file__).resolve().parents[1] / "var" / "datasets" / "digits"
@@ -35,11 +43,24 @@ class Service:
     api: subprocess.Popen[bytes]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *args: str, cpus: str | None = None, own_cache: bool = False, **settings: object
+    ) -> subprocess.Popen[bytes]:
+        """Start ``nas worker ARGS``: held to the CPUs ``cpus`` (``taskset -c``) if given,
+        with a cache folder of its own if ``own_cache`` (as a worker on another host has),
+        and with ``settings`` over the service's."""
+        number = len(self.workers)
+        if own_cache:
+            settings["cache_dir"] = self.folder / f"cache{number}"
+        env = settings_env(self.settings.model_copy(update=settings))
+        if cpus is not None:
+            # One core each: TensorFlow's thread pools are sized to it as well.
+            env |= {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
         worker = start_nas(
             ["worker", *args],
-            settings_env(self.settings),
-            self.folder / f"worker{len(self.workers)}.log",
+            env,
+            self.folder / f"worker{number}.log",
+            prefix=() if cpus is None else ("taskset", "-c", cpus),
         )
         self.workers.append(worker)
         return worker
@@ -66,12 +87,30 @@ class Service:
 
 
 @contextmanager
-def running_service(data_dir: Path, **overrides: object) -> Iterator[Service]:
-    """API on a free port over a new SQLite file; stops everything on exit."""
+def postgres_database(server_url: str = POSTGRES_SERVER) -> Iterator[str]:
+    """A new empty database on the PostgreSQL server at ``server_url``, dropped on exit; its
+    SQLAlchemy URL."""
+    name = f"nas_bench_{uuid.uuid4().hex[:12]}"
+    admin = make_url(server_url).set(drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def running_service(
+    data_dir: Path, database_url: str | None = None, **overrides: object
+) -> Iterator[Service]:
+    """API on a free port over a new SQLite file (or the empty database at
+    ``database_url``); stops everything on exit."""
     with tempfile.TemporaryDirectory(prefix="nas-bench-") as temp:
         folder = Path(temp)
         settings = Settings(
-            database_url=f"sqlite:///{folder / 'nas.db'}",
+            database_url=database_url or f"sqlite:///{folder / 'nas.db'}",
             artifacts_dir=folder / "artifacts",
             cache_dir=folder / "cache",
             data_roots=[data_dir.resolve()],

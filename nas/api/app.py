@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from nas.api.rate_limit import RateLimiter
 from nas.api.rendered import RenderedAnswers
 from nas.api.routes import health, models, searches, spaces, workers
 from nas.api.schemas import error_responses
+from nas.api.token_uses import FLUSH_SECONDS, TokenUses
 from nas.core.errors import InvalidRequestError, StoreError, StoreUnavailableError
 from nas.core.settings import Settings, get_settings
 from nas.core.store import Store, create_store, ensure_schema_current
@@ -47,6 +49,16 @@ async def reap_expired_forever(store: Store, settings: Settings) -> None:
             log.warning("took back the slots and steps of dead workers in %s", reaped)
 
 
+async def write_token_uses_forever(store: Store, uses: TokenUses) -> None:
+    """Write the tokens' noted uses every few seconds, off the requests' path."""
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        try:
+            await asyncio.to_thread(uses.flush, store)
+        except StoreError as error:
+            log.warning("could not note when tokens were last used: %s", error)
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     """The API on ``settings``' database; refuses a database whose schema does not match."""
     settings = settings or get_settings()
@@ -57,11 +69,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if not has_active_token(store):
             log.warning("no API token can open /v1 yet; %s", FIRST_TOKEN_HINT)
-        reaper = asyncio.create_task(reap_expired_forever(store, settings))
+        background = [
+            asyncio.create_task(reap_expired_forever(store, settings)),
+            asyncio.create_task(write_token_uses_forever(store, app.state.token_uses)),
+        ]
         # FastAPI runs sync routes and dependencies on the event loop's default thread limiter.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
-        reaper.cancel()
+        for task in background:
+            task.cancel()
+        with contextlib.suppress(StoreError):
+            app.state.token_uses.flush(store)
         store.dispose()
 
     app = FastAPI(
@@ -78,6 +96,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.token_uses = TokenUses()
     app.state.rendered_answers = RenderedAnswers(settings.api_answer_cache_bytes)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.auth_failures = AuthFailureLimiter(

@@ -4,7 +4,7 @@ the rate of refused tokens from the caller's address."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from math import ceil
 from typing import Annotated
 
@@ -12,11 +12,9 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from nas.api.auth_failures import AuthFailureLimiter
+from nas.api.token_uses import TokenUses
 from nas.core.store import Store
 from nas.core.tokens import find_active_token
-
-# How stale ``last_used_at`` may get: marking every request would make each one a write.
-TOUCH_INTERVAL = timedelta(minutes=1)
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -75,8 +73,8 @@ def authenticate(
         failures.refused(address, presented)
         raise _unauthorized()
     failures.accepted(presented)
-    if token.last_used_at is None or datetime.now(UTC) - token.last_used_at > TOUCH_INTERVAL:
-        store.touch_token(token.id)
+    token_uses: TokenUses = request.app.state.token_uses
+    token_uses.note(token, datetime.now(UTC))
     wait = request.app.state.rate_limiter.acquire(token.id)
     if wait > 0:
         raise _too_many(wait, "too many requests for this token (NAS_RATE_LIMIT_PER_MINUTE)")

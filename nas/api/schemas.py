@@ -100,6 +100,7 @@ class FinalTrainingOut(BaseModel):
     seconds: float
     test_accuracy: float | None
     error: str | None
+    planned_epochs: int | None = None
 
 
 class AttemptOut(BaseModel):
@@ -112,6 +113,21 @@ class AttemptOut(BaseModel):
     ended_at: datetime | None
     outcome: str
     error: str | None
+
+
+class ExtensionOut(BaseModel):
+    """More trials or seconds given to the search after it ended."""
+
+    extended_at: datetime
+    max_trials: int | None
+    seconds: int | None
+    #: The status it had ended with, and which limit had ended it.
+    ended_as: str
+    ended_by: str | None
+    #: Wall-clock seconds it had run in all by then, and seconds of its budget spent.
+    wall_seconds: float
+    budget_spent: float
+    attempts: int
 
 
 class SearchOut(BaseModel):
@@ -138,6 +154,10 @@ class SearchOut(BaseModel):
     wall_seconds: float | None = None
     training_seconds: float | None = None
     final_training: list[FinalTrainingOut] = []
+    #: When its current run started (its first start, or the first after its latest
+    #: extension): a time budget counts from here, on what earlier runs left of it.
+    resumed_at: datetime | None = None
+    extensions: list[ExtensionOut] = []
 
     @classmethod
     def of(cls, search: SearchRecord) -> SearchOut:
@@ -174,6 +194,8 @@ class SearchOut(BaseModel):
                 FinalTrainingOut(**{**vars(training), "seconds": round(training.seconds, 3)})
                 for training in search.final_training
             ],
+            resumed_at=search.resumed_at,
+            extensions=[ExtensionOut(**vars(extension)) for extension in search.extensions],
         )
 
 

@@ -95,6 +95,22 @@ class NasClient:
         """Ask the search to stop; returns it."""
         return self._json("POST", f"/v1/searches/{search_id}/cancel")
 
+    def extend(
+        self,
+        search_id: str,
+        *,
+        max_trials: int | None = None,
+        seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Give a search that ended ``max_trials`` more trials and/or ``seconds`` more budget
+        seconds; returns it, queued again."""
+        body: dict[str, Any] = {} if max_trials is None else {"max_trials": max_trials}
+        if seconds is not None:
+            body["budget"] = {"seconds": seconds}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json("POST", f"/v1/searches/{search_id}/extend", json=body, headers=headers)
+
     def download(
         self, search_id: str, rank: int, model_format: ModelFormat, output: Path | None = None
     ) -> Path:

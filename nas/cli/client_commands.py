@@ -1,5 +1,5 @@
-"""The ``nas`` client commands: submit, watch, status, leaderboard, download and cancel
-searches on a running service, over its HTTP API."""
+"""The ``nas`` client commands: submit, watch, status, leaderboard, download, cancel and
+extend searches on a running service, over its HTTP API."""
 
 from __future__ import annotations
 
@@ -173,6 +173,34 @@ def cancel(search_id: SearchIdArg, url: Url = DEFAULT_URL, token: Token = None) 
     typer.echo(f"search {search_id} {state}")
 
 
+def extend(
+    search_id: SearchIdArg,
+    trials: Annotated[
+        int | None,
+        typer.Option(min=1, help="Trials to add (asha: configurations).", show_default=False),
+    ] = None,
+    seconds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Seconds to add to its time budget.", show_default=False),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Extending again with the same key and values changes nothing more."),
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Give a search that ended more trials or seconds: it is queued again and continues
+    where it stopped, keeping its trials."""
+    if trials is None and seconds is None:
+        _fail("give --trials, --seconds or both")
+    with _client(url, token) as client:
+        search = client.extend(
+            search_id, max_trials=trials, seconds=seconds, idempotency_key=idempotency_key
+        )
+    typer.echo(f"search {search_id} {search['status']}, {search['trials_planned']} trials planned")
+
+
 def _search_lines(search: dict[str, Any]) -> list[tuple[str, str]]:
     elapsed, remaining = elapsed_and_remaining(search)
     best = search["best_trial"]
@@ -244,5 +272,5 @@ def status(
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``nas`` app."""
-    for command in (submit, watch, status, leaderboard, download, cancel):
+    for command in (submit, watch, status, leaderboard, download, cancel, extend):
         app.command(rich_help_panel=PANEL)(command)

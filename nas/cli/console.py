@@ -117,18 +117,25 @@ def clock(seconds: float | None) -> str:
 
 
 def elapsed_and_remaining(search: dict[str, Any]) -> tuple[float | None, float | None]:
-    """Seconds the search has run, and an estimate of the seconds it has left (from the mean
-    time of its finished trials, at most what is left of its budget); None where not known
-    yet."""
-    started = moment(search["started_at"])
-    if started is None:
+    """Seconds the search has run (an extended search: in all its runs, not the idle time
+    between them), and an estimate of the seconds it has left (from the mean time of its
+    finished trials, at most what is left of its budget); None where not known yet."""
+    extensions = search.get("extensions") or []
+    earlier = extensions[-1] if extensions else {"wall_seconds": 0.0, "budget_spent": 0.0}
+    # A server from before extensions sends no resumed_at: its searches have one run.
+    resumed = moment(search.get("resumed_at", search["started_at"]))
+    if resumed is None and not extensions:
         return None, None
-    elapsed = ((moment(search["finished_at"]) or datetime.now(UTC)) - started).total_seconds()
+    end = moment(search["finished_at"]) or datetime.now(UTC)
+    this_run = 0.0 if resumed is None else (end - resumed).total_seconds()
+    elapsed = earlier["wall_seconds"] + this_run
     done, planned = search["trials_done"], search["trials_planned"]
     if search["status"] not in ACTIVE:
         return elapsed, 0.0
     budget = (search["spec"].get("budget") or {}).get("seconds")
-    left_of_budget = None if budget is None else max(0.0, budget - elapsed)
+    left_of_budget = (
+        None if budget is None else max(0.0, budget - earlier["budget_spent"] - this_run)
+    )
     if not done:
         return elapsed, left_of_budget
     estimate = elapsed / done * max(0, planned - done)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,12 +24,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return os.environ | settings.as_env() | {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def start_nas(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``nas ARGS`` with its output appended to ``log``."""
+def start_nas(
+    args: list[str], env: dict[str, str], log: Path, prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """Start ``nas ARGS`` (under the command ``prefix``, such as ``taskset -c 0``) with its
+    output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
         return subprocess.Popen(
-            [*NAS_COMMAND, *args], env=env, stdout=handle, stderr=subprocess.STDOUT
+            [*prefix, *NAS_COMMAND, *args], env=env, stdout=handle, stderr=subprocess.STDOUT
         )
 
 

@@ -60,6 +60,10 @@ class LeaseLostError(StoreError):
     """The search is no longer held by this worker attempt; it must stop writing."""
 
 
+class StaleSearchError(StoreError):
+    """The search changed since the caller read it (another request got there first)."""
+
+
 class IdempotencyConflictError(StoreError):
     """An idempotency key was reused with a different request."""
 

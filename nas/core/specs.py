@@ -278,6 +278,10 @@ SPACE_VERSIONS: dict[int, type[ConvNetSpace] | type[CodelabV2Space]] = {
 }
 
 
+#: The most configurations a search may try, and the longest budget it may have (an extended
+#: search's too), whatever the operator's caps allow.
+MOST_TRIALS = 1000
+MOST_BUDGET_SECONDS = 7 * 24 * 3600
 #: Epochs per trial a budget plans when the body gives none: enough for a cosine schedule to
 #: matter; the pruners and the budget end most trials before.
 BUDGET_EPOCHS = 20
@@ -301,7 +305,7 @@ class TunerSpec(_Strict):
     max_trials: int = Field(
         10,
         ge=1,
-        le=1000,
+        le=MOST_TRIALS,
         description="Configurations to try (asha: each starts at the first rung, and "
         "promotions run besides). Ignored by hyperband. Without it, a budget plans one trial "
         f"per {BUDGET_SECONDS_PER_TRIAL} s.",
@@ -359,11 +363,12 @@ class TunerSpec(_Strict):
 
 
 class BudgetSpec(_Strict):
-    """A search's time budget: wall-clock seconds from the search's first start (the training
-    seconds summed over its trials are recorded beside them)."""
+    """A search's time budget: wall-clock seconds from the search's first start (an extended
+    search's runs add up, the idle time between them not counted; the training seconds
+    summed over its trials are recorded beside them)."""
 
     seconds: int = Field(
-        ..., ge=10, le=7 * 24 * 3600, description="Wall-clock seconds the search may run."
+        ..., ge=10, le=MOST_BUDGET_SECONDS, description="Wall-clock seconds the search may run."
     )
 
 

@@ -1,8 +1,11 @@
-"""The clock a search's time budget runs on: wall-clock seconds from the search's first start.
+"""The clock a search's time budget runs on: wall-clock seconds from the start of the
+search's current run, on the seconds of its budget left for that run.
 
-The start is the store's ``started_at`` (set when a worker first takes a slot in the search,
-and kept), so every process of a search (each slot of each worker on any host, its finishing
-step) reads the same clock.
+The start is the store's ``resumed_at`` (set when a worker first takes a slot in the search,
+or first takes one after an extension, and kept), so every process of a search (each slot of
+each worker on any host, its finishing step) reads the same clock. An extended search's run
+gets the seconds the extension added and those its earlier runs left; the idle time between
+its runs is not counted.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class SearchClock:
     seconds: float | None
 
     def spent(self) -> float:
-        """Wall-clock seconds since the search first started."""
+        """Wall-clock seconds since the run started."""
         return (datetime.now(UTC) - self.started_at).total_seconds()
 
     def remaining(self) -> float:

@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 HYPERBAND_EPOCHS = "tuner/epochs"
 #: The prefix of the values a tuner adds to a trial's hyperparameters for its own schedule.
 TUNER_VALUES = "tuner/"
+#: What the final trainings leave of a budget for exporting and testing the models after them
+#: (the export's own time is not known before it runs): this many of their epochs (the test
+#: pass and the model's size grow with them), plus the seconds below for each exported model
+#: (writing a SavedModel and a .keras file of a small convnet takes a few on a CPU).
+EXPORT_RESERVE_EPOCHS = 2
+EXPORT_RESERVE_SECONDS_PER_MODEL = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,46 @@ def final_epochs(
     return max(int(remaining_seconds // epoch_seconds), 0)
 
 
+@dataclass(frozen=True)
+class FinalPlan:
+    """How long one final training may run: its epochs, and the seconds of its share of the
+    budget (None without a budget), after which it stops at an epoch's end."""
+
+    epochs: int
+    seconds: float | None
+    epoch_seconds: float | None
+
+
+def plan_final_training(
+    trial: TrialRecord,
+    *,
+    remaining_seconds: float | None,
+    trainings_left: int,
+    trial_images: int,
+    final_images: int,
+    exported_models: int,
+) -> FinalPlan:
+    """The plan of the next of ``trainings_left`` final trainings: what the budget has left,
+    less the export's reserve for ``exported_models``, shared evenly among them."""
+    epoch_seconds = seconds_per_epoch(trial, trial_images, final_images)
+    share = None
+    if remaining_seconds is not None:
+        reserve = (
+            EXPORT_RESERVE_EPOCHS * (epoch_seconds or 0.0)
+            + EXPORT_RESERVE_SECONDS_PER_MODEL * exported_models
+        )
+        share = max(0.0, remaining_seconds - reserve) / trainings_left
+    epochs = final_epochs(trial, remaining_seconds=share, epoch_seconds=epoch_seconds)
+    return FinalPlan(epochs, share, epoch_seconds)
+
+
+def stops_at_deadline(now: float, deadline: float | None, last_epoch_seconds: float) -> bool:
+    """Whether a final training stops after the epoch that ended at ``now``: another as long as
+    the last would end past ``deadline`` (its learning rate is then near the end of its
+    schedule's decay: a late stop costs little)."""
+    return deadline is not None and now + last_epoch_seconds > deadline
+
+
 def train_to_the_end(
     setup: SearchSetup,
     best: Sequence[keras_tuner.engine.trial.Trial],
@@ -85,9 +131,11 @@ def train_to_the_end(
     """Train each of the ``best`` trials' architectures again, best first.
 
     ``remaining_seconds`` is read before each training (None: no budget); what is left is
-    shared evenly among the trainings still to run, and an architecture's epochs are as many
-    as fit in its share (see :func:`final_epochs`). A training that fails, or that the budget
-    leaves no time for, is recorded with the reason and yields no model.
+    shared evenly among the trainings still to run (see :func:`plan_final_training`), an
+    architecture's epochs are as many as fit in its share, and it stops at an epoch's end
+    before overrunning the share when its epochs turn out slower than its trial's. A training
+    that fails, or that the budget leaves no time for, is recorded with the reason and yields
+    no model.
 
     Raises:
         SearchCancelled: the user cancelled the search meanwhile.
@@ -105,19 +153,24 @@ def train_to_the_end(
             reason = "the store has no record of the trial's epochs"
             finals.append(_failed(trial.trial_id, rank, 0, final_images, reason))
             continue
-        remaining = remaining_seconds()
-        share = None if remaining is None else remaining / (len(best) - rank + 1)
-        epoch_seconds = seconds_per_epoch(record, trial_images, final_images)
-        epochs = final_epochs(record, remaining_seconds=share, epoch_seconds=epoch_seconds)
+        plan = plan_final_training(
+            record,
+            remaining_seconds=remaining_seconds(),
+            trainings_left=len(best) - rank + 1,
+            trial_images=trial_images,
+            final_images=final_images,
+            exported_models=setup.spec.export_top_k,
+        )
+        deadline = None if plan.seconds is None else time.monotonic() + plan.seconds
         finals.append(
             _train_one(
                 setup,
                 trial,
                 rank,
-                epochs,
-                watch=FinalTrainingWatch(setup, interruptions, cancel_requested),
-                no_time=f"the budget left {share or 0:.0f} s, under one epoch "
-                f"({epoch_seconds or 0:.0f} s)",
+                plan.epochs,
+                watch=FinalTrainingWatch(setup, interruptions, cancel_requested, deadline),
+                no_time=f"the budget left {plan.seconds or 0:.0f} s, under one epoch "
+                f"({plan.epoch_seconds or 0:.0f} s) and the export's reserve",
             )
         )
     return finals
@@ -199,7 +252,21 @@ def _train_one(
         reason = f"{type(error).__name__}: {error}"
         return _failed(trial.trial_id, rank, epochs, images, reason, time.perf_counter() - started)
     seconds = time.perf_counter() - started
-    return FinalModel(FinalTraining(trial.trial_id, rank, epochs, images, seconds, None), model)
+    trained = watch.epochs_done
+    if trained < epochs:
+        log.info("final training of trial %s stopped at the budget's deadline", trial.trial_id)
+    return FinalModel(
+        FinalTraining(
+            trial.trial_id,
+            rank,
+            trained,
+            images,
+            seconds,
+            None,
+            planned_epochs=epochs if trained < epochs else None,
+        ),
+        model,
+    )
 
 
 def _failed(
@@ -211,18 +278,27 @@ def _failed(
 
 class FinalTrainingWatch(keras.callbacks.Callback):
     """Stops a final training on SIGTERM (the search resumes later) or on cancel (the trials'
-    own models are exported), and when the search's lease is lost."""
+    own models are exported), and when the search's lease is lost; ends it at an epoch's end
+    before it would overrun ``deadline`` (on the monotonic clock; None: none)."""
 
     def __init__(
         self,
         setup: SearchSetup,
         interruptions: Interruptions,
         cancel_requested: Callable[[], bool],
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self._setup = setup
         self._interruptions = interruptions
         self._cancel_requested = cancel_requested
+        self._deadline = deadline
+        self._epoch_started = time.monotonic()
+        #: Epochs trained to their end so far.
+        self.epochs_done = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_started = time.monotonic()
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         # A *_begin hook keeps Keras's asynchronous batch dispatch on.
@@ -230,6 +306,10 @@ class FinalTrainingWatch(keras.callbacks.Callback):
             raise SearchInterrupted
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epochs_done = epoch + 1
         self._setup.ensure_held()
         if self._cancel_requested():
             raise SearchCancelled
+        now = time.monotonic()
+        if stops_at_deadline(now, self._deadline, now - self._epoch_started):
+            self.model.stop_training = True

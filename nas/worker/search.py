@@ -84,10 +84,13 @@ class SearchSetup:
 
 
 def search_clock(search: SearchRecord, spec: SearchSpec) -> SearchClock:
-    """The clock of the search's budget, from its first start."""
-    if search.started_at is None:
+    """The clock of the search's budget: from the start of its current run (its first, or
+    the first after its latest extension), on what its earlier runs left of the budget."""
+    if search.resumed_at is None:
         raise LeaseLostError(f"search {search.id} was never started")
-    return SearchClock(search.started_at, spec.budget.seconds if spec.budget else None)
+    if spec.budget is None:
+        return SearchClock(search.resumed_at, None)
+    return SearchClock(search.resumed_at, spec.budget.seconds - search.budget_spent_before_resuming)
 
 
 def prepare_search(

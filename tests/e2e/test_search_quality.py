@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 TINY_TRIALS = 1  # the tiny preset's max_trials
 TINY_DEFAULT_BUDGET = 45  # the tiny-default preset's seconds
+CLOSING_SECONDS = 2.0
 
 
 def run_preset(preset: str, tmp_path: Path, timeout: float) -> dict[str, Any]:
@@ -68,6 +69,10 @@ def test_the_tiny_default_preset_reports_the_search_beside_its_baseline(tmp_path
     [final] = outcome["final_training"]
     assert final["images"] == outcome["train_photos"] + outcome["validation_photos"]
     assert final["test_accuracy"] == outcome["test_accuracy"]
+    # The budget holds, the final training, the export and the test of the models included:
+    # within one of the final training's epochs (and the moment it takes to close the search).
+    final_epoch = final["seconds"] / final["epochs"]
+    assert outcome["service_wall_seconds"] <= TINY_DEFAULT_BUDGET + final_epoch + CLOSING_SECONDS
 
     baseline = outcome["baseline"]
     assert baseline["test_photos"] == outcome["test_photos"]

@@ -472,6 +472,7 @@ ENDPOINTS = [
     ("GET", "/v1/searches/{id}/leaderboard"),
     ("GET", "/v1/searches/{id}/models"),
     ("POST", "/v1/searches/{id}/cancel"),
+    ("POST", "/v1/searches/{id}/extend"),
     ("GET", "/v1/searches/{id}/models/1/summary"),
     ("GET", "/v1/searches/{id}/models/1/savedmodel"),
     ("GET", "/v1/searches/{id}/models/1/keras"),
@@ -529,6 +530,7 @@ def test_openapi_lists_the_search_paths(client: TestClient) -> None:
         "/v1/searches/{search_id}",
         "/v1/searches/{search_id}/leaderboard",
         "/v1/searches/{search_id}/cancel",
+        "/v1/searches/{search_id}/extend",
         "/v1/searches/{search_id}/models",
         "/v1/searches/{search_id}/models/{rank}/summary",
     } <= set(paths)

@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from nas.api.token_uses import FLUSH_SECONDS
+from nas.cli.launcher import wait_until
 from nas.core.settings import Settings
-from nas.core.store import Store
+from nas.core.store import Store, TokenRecord
 from nas.core.tokens import issue_token
 from tests.support.exports import finished_search
 from tests.support.factories import ONE_TRIAL, search_body
 from tests.support.owners import OWNER, ClientFactory, bearer, secret_part
+from tests.support.statements import statements
 
 Route = tuple[str, str]  # (method, path template)
 
@@ -40,12 +43,11 @@ def call(client: TestClient, route: Route, search_id: str, data_root: Path, **kw
     method, template = route
     path = template.replace("{search_id}", search_id).replace("{rank}", "1")
     path = re.sub(r"\{[^}]+\}", "x", path)
-    body = (
-        search_body(data_root / "flowers", tuner=ONE_TRIAL)
-        if template == "/v1/searches" and method == "POST"
-        else None
-    )
-    return client.request(method, path, json=body, **kwargs)
+    bodies = {
+        ("POST", "/v1/searches"): search_body(data_root / "flowers", tuner=ONE_TRIAL),
+        ("POST", "/v1/searches/{search_id}/extend"): {"max_trials": 1},
+    }
+    return client.request(method, path, json=bodies.get(route), **kwargs)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,8 @@ def test_another_owner_finds_nothing_of_alices_search(
         assert absent.json() == {"detail": f"no search {missing}"}
         for allowed in (world.alice, world.admin):
             seen = call(allowed, route, world.search_id, data_root)
-            # cancel of a finished search is a 409: it was found, not hidden
+            # cancel of a finished search is a 409, and so is extending it a second time
+            # once it is queued again: it was found, not hidden
             assert seen.status_code in {200, 202, 409}, (route, seen.text)
 
     search = store.get_search(world.search_id)
@@ -251,18 +254,34 @@ def test_only_json_bodies_are_accepted_nothing_is_uploaded(client: TestClient) -
         if "requestBody" in operation
     }
 
-    assert bodies == {("post", "/v1/searches"): ["application/json"]}
+    assert bodies == {
+        ("post", "/v1/searches"): ["application/json"],
+        ("post", "/v1/searches/{search_id}/extend"): ["application/json"],
+    }
 
 
-def test_last_use_of_a_token_is_recorded(client_as: ClientFactory, store: Store) -> None:
+def test_last_use_of_a_token_is_recorded_off_the_request(
+    client: TestClient, client_as: ClientFactory, store: Store
+) -> None:
     erin = client_as("erin")
-    (token,) = [token for token in store.list_tokens() if token.owner == "erin"]
-    assert token.last_used_at is None
 
+    def erins() -> TokenRecord:
+        (token,) = [token for token in store.list_tokens() if token.owner == "erin"]
+        return token
+
+    assert erins().last_used_at is None
+
+    with statements(store) as written:
+        assert erin.get("/v1/searches").status_code == 200
+    assert not any(statement.lstrip().upper().startswith("UPDATE") for statement in written)
+    assert erins().last_used_at is None, "noted, not yet written"
+
+    wait_until(lambda: erins().last_used_at is not None, FLUSH_SECONDS * 4, "the use written")
+    used_at = erins().last_used_at
     erin.get("/v1/searches")
-
-    (token,) = [token for token in store.list_tokens() if token.owner == "erin"]
-    assert token.last_used_at is not None and token.revoked_at is None
+    client.app.state.token_uses.flush(store)
+    assert erins().last_used_at == used_at, "a fresh use is not written again"
+    assert erins().revoked_at is None
 
 
 def test_no_token_or_hash_reaches_the_logs(

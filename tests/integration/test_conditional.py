@@ -4,18 +4,16 @@ from the search's revision, 304s to a current If-None-Match without reading its 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 
 from nas.core.store import SlotLease, Store, TrialStatus
 from tests.support.factories import search_body, submit
 from tests.support.leases import join
 from tests.support.owners import OWNER, ClientFactory
+from tests.support.statements import statements
 
 REPRESENTATIONS = ("", "/leaderboard", "/leaderboard.csv")
 WEAK_TAG = re.compile(r'^W/"[0-9a-f]+"$')
@@ -42,21 +40,6 @@ def claim(store: Store, search_id: str) -> SlotLease:
     lease = join(store)
     assert lease.search_id == search_id
     return lease
-
-
-@contextmanager
-def statements(store: Store) -> Iterator[list[str]]:
-    """The SQL statements the store's engine runs meanwhile."""
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        seen.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(store.engine, "before_cursor_execute", note)
 
 
 @pytest.mark.parametrize("representation", REPRESENTATIONS)

@@ -170,6 +170,34 @@ def test_revision_column_up_and_down(bare_store: Store) -> None:
     assert current_revision(bare_store.engine) == "0004_test_accuracy"
 
 
+def test_extensions_up_and_down(bare_store: Store) -> None:
+    migrate(bare_store.engine, "0008_final_training")
+    with bare_store.engine.begin() as connection:
+        for pad, started in (("1", "2026-12-01 10:00:00"), ("2", None)):
+            connection.execute(
+                text(
+                    "INSERT INTO searches (id, owner, status, spec, trials_planned, created_at, "
+                    "started_at, attempt, cancel_requested) VALUES (:id, 'alice', 'running', "
+                    "'{}', 1, :now, :started, 1, false)"
+                ),
+                {"id": pad * 32, "now": "2026-12-01 00:00:00", "started": started},
+            )
+
+    migrate(bare_store.engine)
+
+    started = bare_store.get_search("1" * 32)
+    never = bare_store.get_search("2" * 32)
+    assert started is not None and never is not None
+    assert started.resumed_at == started.started_at is not None, "its current run is its first"
+    assert never.resumed_at is None
+    assert started.extensions == never.extensions == ()
+
+    downgrade(bare_store, "0008_final_training")
+
+    columns = {column["name"] for column in inspect(bare_store.engine).get_columns("searches")}
+    assert not {"resumed_at", "extensions"} & columns
+
+
 # The ``nas`` command, as real processes ------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from nas.core.store import (
     ExportedModel,
+    Extension,
     FinalTraining,
     Lease,
     LeaseLostError,
@@ -51,6 +52,25 @@ SEARCH_WRITES: dict[str, tuple[str, Write]] = {
         lambda store, held: store.leave_slot(held.slot, died=False, max_attempts=3),
     ),
     "reap_expired": ("expired", lambda store, _held: store.reap_expired(max_attempts=3)),
+    "extend_search": (
+        "ended",
+        lambda store, held: store.extend_search(
+            held.search_id,
+            revision=revision(store, held.search_id),
+            spec=SPEC,
+            trials_planned=3,
+            extension=Extension(
+                extended_at=datetime.now(UTC),
+                max_trials=1,
+                seconds=None,
+                ended_as="succeeded",
+                ended_by="max_trials",
+                wall_seconds=1.0,
+                budget_spent=0.0,
+                attempts=1,
+            ),
+        ),
+    ),
     "record_run_context": (
         "slot",
         lambda store, held: store.record_run_context(
@@ -122,6 +142,7 @@ NOT_SEARCH_WRITES = {
     "ping",
     "dispose",
     "find_submission",
+    "find_extension",
     "get_search",
     "get_revision",
     "is_cancel_requested",
@@ -140,7 +161,7 @@ NOT_SEARCH_WRITES = {
     "list_workers",
     "create_token",
     "get_active_token",
-    "touch_token",
+    "touch_tokens",
     "revoke_token",
     "list_tokens",
     # It makes the search, at revision 0 (checked below).
@@ -171,8 +192,11 @@ def prepare(store: Store, state: str) -> Held:
     if state == "exhausted":
         store.mark_trials_exhausted(slot)
         store.leave_slot(slot, died=False, max_attempts=3)
-    if state == "finishing":
-        return Held(search_id, slot, finish_trials(store, slot))
+    if state in ("finishing", "ended"):
+        finishing = finish_trials(store, slot)
+        if state == "ended":
+            store.finish_search(finishing, SearchStatus.SUCCEEDED)
+        return Held(search_id, slot, finishing)
     return Held(search_id, slot, none.finishing)
 
 

@@ -144,3 +144,67 @@ def test_every_algorithm_draws_the_defaults_then_the_seeded_configurations_first
     defaults = {"units": 7, "head": "gap", "rate": 0.5}
     assert drawn[:2] == [defaults, {"units": 42, "head": "dense", "rate": 0.25}]
     assert drawn[2] not in drawn[:2]
+
+
+def _reloaded_tuner(spec: SearchSpec, directory: Path) -> keras_tuner.Tuner:
+    """A tuner of ``spec``'s oracle on the project in ``directory``, reloaded if it is there,
+    as a worker builds it (``overwrite=False``)."""
+    from nas.worker.oracles import build_oracle
+
+    def build(hp: keras_tuner.HyperParameters) -> None:
+        hp.Int("units", 1, 100)
+
+    return keras_tuner.Tuner(
+        oracle=build_oracle(spec),
+        hypermodel=build,
+        directory=str(directory),
+        project_name="p",
+        overwrite=False,
+    )
+
+
+def _run_until_stopped(tuner: keras_tuner.Tuner, scores: list[float]) -> list:
+    """Trials the oracle hands out, each finished with the next score, until it stops."""
+    ran = []
+    while (trial := tuner.oracle.create_trial("tuner0")).status != "STOPPED":
+        ran.append(trial)
+        _finish(tuner.oracle, trial.trial_id, scores[len(ran) - 1])
+    tuner.save()
+    return ran
+
+
+def test_an_extended_asha_search_adds_configurations_and_promotes_among_all_results(
+    tmp_path: Path,
+) -> None:
+    def spec(configurations: int) -> SearchSpec:
+        tuner = {"max_trials": configurations, "epochs": 3, "seed": 1}
+        return SearchSpec.model_validate({"dataset": {"path": "/data"}, "tuner": tuner})
+
+    # Two configurations at the first rung: too few for a top third, no promotion.
+    first = _run_until_stopped(_reloaded_tuner(spec(2), tmp_path), [0.3, 0.6])
+    assert [trial.hyperparameters.values["tuner/round"] for trial in first] == [0, 0]
+
+    # Extended by two: the same oracle, reloaded with four configurations.
+    later = _run_until_stopped(_reloaded_tuner(spec(4), tmp_path), [0.4, 0.5, 0.45])
+
+    rungs = [trial.hyperparameters.values["tuner/round"] for trial in later]
+    assert rungs == [0, 1, 0], "three results make room for a promotion"
+    assert later[1].hyperparameters.values["tuner/trial_id"] == first[1].trial_id
+    ids = [trial.trial_id for trial in [*first, *later]]
+    assert len(set(ids)) == len(ids), "no trial id is handed out twice"
+    assert len(ids) == spec(4).tuner.planned_trials()
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian"])
+def test_an_extended_search_runs_only_the_trials_added(tmp_path: Path, algorithm: str) -> None:
+    def spec(trials: int) -> SearchSpec:
+        tuner = {"algorithm": algorithm, "max_trials": trials, "seed": 1}
+        return SearchSpec.model_validate({"dataset": {"path": "/data"}, "tuner": tuner})
+
+    first = _run_until_stopped(_reloaded_tuner(spec(2), tmp_path), [0.3, 0.6])
+    later = _run_until_stopped(_reloaded_tuner(spec(4), tmp_path), [0.4, 0.5])
+
+    ids = [trial.trial_id for trial in [*first, *later]]
+    assert len(ids) == 4 and len(set(ids)) == 4
+    values = [trial.hyperparameters.values["units"] for trial in [*first, *later]]
+    assert len(set(values)) == 4, "no configuration is tried again"

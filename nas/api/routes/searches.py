@@ -1,15 +1,16 @@
-"""Searches: submit, list, inspect, cancel, leaderboard."""
+"""Searches: submit, list, inspect, cancel, extend, leaderboard."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
-from nas.api.auth import CallerDep
+from nas.api.auth import Caller, CallerDep
 from nas.api.conditional import NOT_MODIFIED, Revalidated, json_answer, revalidated
 from nas.api.cursor import decode_cursor, encode_cursor
 from nas.api.deps import SearchDep, SettingsDep, StoreDep, search_not_found
@@ -24,12 +25,14 @@ from nas.api.schemas import (
     final_epochs_by_trial,
 )
 from nas.core.caps import check_caps
+from nas.core.extension import ExtensionRequest, extend, extension_refusal
 from nas.core.specs import SearchSpec
 from nas.core.store import (
     IdempotencyConflictError,
     QueueFullError,
     SearchRecord,
     SearchStatus,
+    StaleSearchError,
     Store,
 )
 from nas.core.store.ranking import leaderboard
@@ -41,6 +44,15 @@ router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=error_res
 SearchRequest = Annotated[Revalidated, Depends(revalidated("search"))]
 LeaderboardRequest = Annotated[Revalidated, Depends(revalidated("leaderboard"))]
 CsvRequest = Annotated[Revalidated, Depends(revalidated("leaderboard.csv"))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        description="Repeat the request safely: the same key and body get the search the "
+        "first one made, with an Idempotent-Replayed header.",
+    ),
+]
 
 
 async def submitted_body_hash(request: Request) -> str:
@@ -56,6 +68,23 @@ async def submitted_body_hash(request: Request) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def callers_key(caller: Caller, idempotency_key: str | None) -> str | None:
+    """The key as stored: keys are the caller's own, and the same key from another owner
+    is another request."""
+    if not idempotency_key:
+        return None
+    return hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
+
+
+def queue_full(full: QueueFullError) -> HTTPException:
+    """The 429 of an owner whose queue is full."""
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"{full.owner} already has {full.limit} queued searches, the most allowed "
+        "(NAS_LIMIT_QUEUED_PER_OWNER); wait for one to start or cancel one",
+    )
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -68,23 +97,11 @@ def submit_search(
     caller: CallerDep,
     response: Response,
     request_hash: Annotated[str, Depends(submitted_body_hash)],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=255,
-            description="Repeat a submit safely: the same key and body return the same search.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> SearchOut:
     """Queue an architecture search of the caller; malformed specs, unusable datasets and
     budgets over the service's caps get a 422, a full queue of the caller's a 429."""
-    # Keys are the caller's own: the same key from another owner is another request.
-    key = (
-        hashlib.sha256(f"{caller.owner}\0{idempotency_key}".encode()).hexdigest()
-        if idempotency_key
-        else None
-    )
+    key = callers_key(caller, idempotency_key)
     try:
         if key and (earlier := store.find_submission(key, request_hash)):
             response.headers["Idempotent-Replayed"] = "true"
@@ -107,11 +124,7 @@ def submit_search(
     except IdempotencyConflictError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
     except QueueFullError as full:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"{full.owner} already has {full.limit} queued searches, the most allowed "
-            "(NAS_LIMIT_QUEUED_PER_OWNER); wait for one to start or cancel one",
-        ) from None
+        raise queue_full(full) from None
     if not submission.created:
         response.headers["Idempotent-Replayed"] = "true"
     return SearchOut.of(submission.search)
@@ -214,3 +227,52 @@ def cancel_search(search: SearchDep, store: StoreDep) -> SearchOut:
     if cancelled is None:  # gone since it was read
         raise search_not_found(search.id)
     return SearchOut.of(cancelled)
+
+
+@router.post(
+    "/{search_id}/extend",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(404, 409, 429),
+)
+def extend_search(
+    more: ExtensionRequest,
+    search: SearchDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    response: Response,
+    request_hash: Annotated[str, Depends(submitted_body_hash)],
+    idempotency_key: IdempotencyKey = None,
+) -> SearchOut:
+    """Give a search that ended ``max_trials`` more trials and/or ``budget.seconds`` more
+    seconds: it goes back to the queue, and the worker that claims it continues its tuner
+    where it stopped, keeping every trial; the best architectures are trained to the end and
+    exported again. A search that has not ended, or failed for another reason than every
+    trial failing, gets a 409; a request it cannot take a 422 naming the field."""
+    key = callers_key(caller, idempotency_key)
+    try:
+        if key and (earlier := store.find_extension(search.id, key, request_hash)):
+            response.headers["Idempotent-Replayed"] = "true"
+            return SearchOut.of(earlier)
+        if (refusal := extension_refusal(search)) is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=refusal)
+        extended = extend(search, more, settings, datetime.now(UTC))
+        outcome = store.extend_search(
+            search.id,
+            revision=search.revision,
+            spec=extended.spec.model_dump(mode="json"),
+            trials_planned=extended.trials_planned,
+            extension=extended.extension,
+            max_queued=settings.limit_queued_per_owner,
+            idempotency_key=key,
+            request_hash=request_hash,
+        )
+    except (IdempotencyConflictError, StaleSearchError) as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    except QueueFullError as full:
+        raise queue_full(full) from None
+    if outcome is None:  # gone since it was read
+        raise search_not_found(search.id)
+    if not outcome.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return SearchOut.of(outcome.search)

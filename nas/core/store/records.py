@@ -116,6 +116,31 @@ class FinalTraining:
     test_accuracy: float | None
     #: Why it failed (the trial's own checkpoint was exported instead); None when it did not.
     error: str | None = None
+    #: The epochs its schedule spanned when the budget's deadline stopped it after ``epochs``;
+    #: None when it trained them all.
+    planned_epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class Extension:
+    """More trials or seconds given to a search after it ended: it went back to the queue and
+    its tuner continued where it had stopped, its trials kept."""
+
+    extended_at: datetime
+    #: Trials added to ``tuner.max_trials`` (asha: configurations); None when only seconds were.
+    max_trials: int | None
+    #: Seconds added to ``budget.seconds``; None when only trials were.
+    seconds: int | None
+    #: The status it had ended with, and which limit had ended it.
+    ended_as: str
+    ended_by: str | None
+    #: Wall-clock seconds it had run in all before it (idle time between runs not counted).
+    wall_seconds: float
+    #: Seconds of its time budget it had spent (0 without a budget): its clock goes on from
+    #: there when a worker next claims it.
+    budget_spent: float
+    #: The finishing steps it had claimed by then (its attempts).
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,17 @@ class SearchRecord:
 
     #: The final trainings of its best architectures, best first (none before the search ends).
     final_training: tuple[FinalTraining, ...] = ()
+
+    #: When its current run started: its first claim, or the first claim after its latest
+    #: extension (None until then). Its budget's clock runs from here.
+    resumed_at: datetime | None = None
+    #: The extensions it was given, oldest first.
+    extensions: tuple[Extension, ...] = ()
+
+    @property
+    def budget_spent_before_resuming(self) -> float:
+        """Seconds of its time budget its runs before ``resumed_at`` spent."""
+        return self.extensions[-1].budget_spent if self.extensions else 0.0
 
     @property
     def key(self) -> SearchKey:

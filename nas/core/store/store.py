@@ -12,9 +12,9 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -26,6 +26,7 @@ from nas.core.errors import (
     IdempotencyConflictError,
     LeaseLostError,
     QueueFullError,
+    StaleSearchError,
     StoreError,
     StoreUnavailableError,
 )
@@ -36,6 +37,7 @@ from nas.core.store.records import (
     AttemptRecord,
     EndedBy,
     ExportedModel,
+    Extension,
     FinalTraining,
     Lease,
     OracleContext,
@@ -115,7 +117,8 @@ class SearchPage:
 
 @dataclass(frozen=True)
 class Submission:
-    """The outcome of a submit: the search, and whether this call created it."""
+    """The outcome of a submit (or an extension): the search, and whether this call created
+    (or extended) it rather than repeat an earlier request with the same idempotency key."""
 
     search: SearchRecord
     created: bool
@@ -236,6 +239,75 @@ class Store:
             return Submission(search=_search_records(session, [row])[0], created=False)
 
     @retried
+    def extend_search(
+        self,
+        search_id: str,
+        *,
+        revision: int,
+        spec: dict[str, Any],
+        trials_planned: int,
+        extension: Extension,
+        max_queued: int | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Submission | None:
+        """Queue an ended search again with ``spec`` (more trials or seconds), recording
+        ``extension``: its trials, exported models and first start are kept, what its end
+        recorded is cleared, and its next claim starts a new run. ``revision`` is the one the
+        caller read the search at (and judged it on). With an idempotency key, a repeat of the
+        same request returns the search as it is now. None when there is no such search.
+
+        Raises:
+            StaleSearchError: the search changed since ``revision``, or has not ended.
+            QueueFullError: its owner already has ``max_queued`` queued searches.
+            IdempotencyConflictError: the key was used with a different request.
+        """
+        with self._transaction(write=True) as session:
+            row = session.get(SearchRow, search_id, with_for_update=True)
+            if row is None:
+                return None
+            extensions = list(row.extensions or [])
+            if idempotency_key is not None and _keyed_extension(
+                extensions, idempotency_key, request_hash
+            ):
+                return Submission(search=_search_records(session, [row])[0], created=False)
+            if row.revision != revision or not SearchStatus(row.status).terminal:
+                raise StaleSearchError(f"search {search_id} changed meanwhile; read it again")
+            if max_queued is not None and _queued_count(session, row.owner) >= max_queued:
+                raise QueueFullError(row.owner, max_queued)
+            extensions.append(
+                asdict(extension)
+                | {
+                    "extended_at": extension.extended_at.isoformat(),
+                    "idempotency_key": idempotency_key,
+                    "request_hash": request_hash,
+                }
+            )
+            row.status = SearchStatus.QUEUED.value
+            row.spec, row.trials_planned, row.extensions = spec, trials_planned, extensions
+            row.finished_at, row.ended_by, row.error, row.cancel_requested = None, None, None, False
+            row.wall_seconds, row.training_seconds, row.final_training = None, None, None
+            row.resumed_at = None  # the next slot starts its new run
+            # Workers join it again; its next finishing step is claimed anew.
+            row.trials_exhausted, row.worker_id, row.lease_expires_at = False, None, None
+            _revise(session, search_id)
+            return Submission(search=_search_records(session, [row])[0], created=True)
+
+    @retried
+    def find_extension(
+        self, search_id: str, idempotency_key: str, request_hash: str | None
+    ) -> SearchRecord | None:
+        """The search as it is now, if an idempotency key already extended it with the same
+        request (else a conflict); None if the key did not."""
+        with self._transaction() as session:
+            row = session.get(SearchRow, search_id)
+            if row is None or not _keyed_extension(
+                row.extensions or [], idempotency_key, request_hash
+            ):
+                return None
+            return _search_records(session, [row])[0]
+
+    @retried
     def get_search(self, search_id: str) -> SearchRecord | None:
         """The search with its progress, or None."""
         with self._transaction() as session:
@@ -336,6 +408,7 @@ class Store:
                 return None
             row.status = SearchStatus.RUNNING.value
             row.started_at = row.started_at or now
+            row.resumed_at = row.resumed_at or now
             _revise(session, chosen)
             slot = SlotRow(
                 slot_id=uuid.uuid4().hex,
@@ -664,8 +737,9 @@ class Store:
         ended_by: EndedBy | None = None,
     ) -> None:
         """End the attempt with a terminal status, recording which limit ended the search
-        (by default the one its status implies) and what it spent: wall-clock seconds from its
-        first start and training seconds summed over its trials."""
+        (by default the one its status implies) and what it spent: wall-clock seconds of its
+        runs (from its first start, less the idle time before extensions) and training
+        seconds summed over its trials."""
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
         if ended_by is None:
@@ -916,12 +990,13 @@ class Store:
             return _token_record(row)
 
     @retried
-    def touch_token(self, token_id: str) -> None:
-        """Note that the token was just used."""
+    def touch_tokens(self, uses: Mapping[str, datetime]) -> None:
+        """Note when each token of ``uses`` (token id -> time) was last used."""
         with self._transaction(write=True) as session:
-            session.execute(
-                update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=utcnow())
-            )
+            for token_id, used_at in uses.items():
+                session.execute(
+                    update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=used_at)
+                )
 
     @retried
     def revoke_token(self, token_id: str) -> TokenRecord | None:
@@ -1073,12 +1148,17 @@ def _interrupt_running_trials(session: Session, search_id: str) -> None:
 def _close(
     session: Session, row: SearchRow, status: SearchStatus, ended_by: EndedBy, error: str | None
 ) -> None:
-    """End the search with ``status``, recording what it spent: wall-clock seconds from its
-    first start and training seconds summed over its trials."""
+    """End the search with ``status``, recording what it spent: wall-clock seconds of its runs
+    (from its first start, less the idle time before extensions) and training seconds summed
+    over its trials."""
     now = utcnow()
     row.status, row.error, row.ended_by = status.value, error, ended_by.value
     row.finished_at, row.lease_expires_at = now, None
-    row.wall_seconds = (now - row.started_at).total_seconds() if row.started_at else None
+    row.wall_seconds = (
+        _wall_seconds_before_resuming(row) + (now - row.resumed_at).total_seconds()
+        if row.resumed_at
+        else None
+    )
     row.training_seconds = session.scalar(
         select(func.coalesce(func.sum(TrialRow.seconds), 0.0)).where(TrialRow.search_id == row.id)
     )
@@ -1112,6 +1192,39 @@ def _revise(session: Session, search_id: str) -> None:
         .where(SearchRow.id == search_id)
         .execution_options(synchronize_session="fetch")
     )
+
+
+#: What an extension's record holds of what the store keeps of it (not its request's key).
+_EXTENSION_FIELDS = {field.name for field in fields(Extension)}
+
+
+def _latest_extension(row: SearchRow) -> dict[str, Any]:
+    """The latest extension of the search as stored (empty if it was never extended)."""
+    return row.extensions[-1] if row.extensions else {}
+
+
+def _wall_seconds_before_resuming(row: SearchRow) -> float:
+    return _latest_extension(row).get("wall_seconds", 0.0)
+
+
+def _keyed_extension(
+    extensions: list[dict[str, Any]], idempotency_key: str, request_hash: str | None
+) -> dict[str, Any] | None:
+    """The extension ``idempotency_key`` made, if any; a conflict if it was made by a
+    different request."""
+    earlier = next(
+        (entry for entry in extensions if entry.get("idempotency_key") == idempotency_key), None
+    )
+    if earlier is not None and earlier.get("request_hash") != request_hash:
+        raise IdempotencyConflictError(
+            "this Idempotency-Key was already used with a different request"
+        )
+    return earlier
+
+
+def _extension_record(entry: dict[str, Any]) -> Extension:
+    kept = {name: value for name, value in entry.items() if name in _EXTENSION_FIELDS}
+    return Extension(**kept | {"extended_at": datetime.fromisoformat(entry["extended_at"])})
 
 
 def _older_than(key: SearchKey) -> Any:
@@ -1310,4 +1423,6 @@ def _search_record(
         wall_seconds=row.wall_seconds,
         training_seconds=row.training_seconds,
         final_training=tuple(FinalTraining(**training) for training in row.final_training or ()),
+        resumed_at=row.resumed_at,
+        extensions=tuple(_extension_record(entry) for entry in row.extensions or ()),
     )

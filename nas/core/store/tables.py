@@ -64,6 +64,11 @@ class SearchRow(Base):
     trials_exhausted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: The most slots the search may hold at once (``tuner.max_parallel_trials``); None: any.
     max_parallel_trials: Mapped[int | None] = mapped_column(Integer)
+    #: The first claim of the current run (of the first run, or after the latest extension).
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Each extension as the store's ``Extension`` record has it, with the idempotency key
+    #: and request hash of the request that made it.
+    extensions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class AttemptRow(Base):

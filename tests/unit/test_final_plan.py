@@ -1,0 +1,89 @@
+"""How long the final trainings of a search with a time budget may run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from nas.core.store import TrialRecord, TrialStatus
+from nas.worker.final_training import (
+    EXPORT_RESERVE_EPOCHS,
+    EXPORT_RESERVE_SECONDS_PER_MODEL,
+    plan_final_training,
+    stops_at_deadline,
+)
+
+
+def trial_of(epoch_seconds: list[float]) -> TrialRecord:
+    now = datetime.now(UTC)
+    return TrialRecord(
+        search_id="s",
+        trial_id="t",
+        status=TrialStatus.COMPLETED,
+        hyperparameters={},
+        score=0.5,
+        params=1000,
+        epochs=len(epoch_seconds),
+        seconds=sum(epoch_seconds),
+        history=tuple({"epoch_seconds": seconds} for seconds in epoch_seconds),
+        error=None,
+        started_at=now,
+        finished_at=now,
+    )
+
+
+def test_the_export_reserve_comes_off_the_budget_before_it_is_shared() -> None:
+    trial = trial_of([9.0, 4.0, 4.0])  # 4 s an epoch on 80 photos: 5 s on 100
+
+    sizes = {"trial_images": 80, "final_images": 100, "exported_models": 3}
+
+    first = plan_final_training(trial, remaining_seconds=110.0, trainings_left=2, **sizes)
+    last = plan_final_training(trial, remaining_seconds=50.0, trainings_left=1, **sizes)
+
+    reserve = EXPORT_RESERVE_EPOCHS * 5.0 + 3 * EXPORT_RESERVE_SECONDS_PER_MODEL
+    assert first.seconds == pytest.approx((110.0 - reserve) / 2)
+    assert first.epochs == int((110.0 - reserve) / 2 // 5.0)
+    assert (last.seconds, last.epochs) == (pytest.approx(50.0 - reserve), int((50 - reserve) // 5))
+
+
+def test_without_a_budget_the_trials_epochs_and_no_deadline() -> None:
+    plan = plan_final_training(
+        trial_of([9.0, 4.0, 4.0]),
+        remaining_seconds=None,
+        trainings_left=1,
+        trial_images=80,
+        final_images=100,
+        exported_models=1,
+    )
+
+    assert (plan.epochs, plan.seconds) == (3, None)
+
+
+def test_no_time_past_the_reserve_is_no_epoch() -> None:
+    plan = plan_final_training(
+        trial_of([4.0, 4.0]),
+        remaining_seconds=EXPORT_RESERVE_EPOCHS * 4.0 + EXPORT_RESERVE_SECONDS_PER_MODEL,
+        trainings_left=1,
+        trial_images=80,
+        final_images=80,
+        exported_models=1,
+    )
+
+    assert (plan.epochs, plan.seconds) == (0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("now", "deadline", "last_epoch", "stops"),
+    [
+        (100.0, None, 50.0, False),
+        (100.0, 120.0, 10.0, False),
+        (100.0, 120.0, 20.0, False),  # the next epoch ends at the deadline
+        (100.0, 120.0, 20.5, True),
+        (130.0, 120.0, 1.0, True),
+    ],
+)
+def test_a_final_training_stops_before_an_epoch_would_end_past_its_deadline(
+    now: float, deadline: float | None, last_epoch: float, stops: bool
+) -> None:
+    assert stops_at_deadline(now, deadline, last_epoch) is stops
