@@ -82,7 +82,8 @@ def retry_no_ended_trial(oracle: keras_tuner.Oracle) -> None:
 def load_saved_state(oracle: keras_tuner.Oracle) -> bool:
     """Replace ``oracle``'s state with the one saved in its project folder (its trials' files
     and oracle.json), ongoing trials included; False, leaving it as it is, when none was saved
-    yet. Unlike ``Oracle.reload``, the trials other tuners run now stay theirs."""
+    yet. Unlike ``Oracle.reload``, the trials other tuners run now stay theirs, and a trial
+    file that oracle.json does not know of is left out."""
     saved = oracle._get_oracle_fname()
     if not keras_tuner_backend.io.exists(saved):
         return False
@@ -94,6 +95,13 @@ def load_saved_state(oracle: keras_tuner.Oracle) -> bool:
         trial = keras_tuner.engine.trial.Trial.load(path)
         oracle.trials[trial.trial_id] = trial
     keras_tuner_stateful.Stateful.reload(oracle, saved)
+    # A trial's file saved by a step cut short before oracle.json (``create_trial`` saves the
+    # trial first): the oracle never made it; its id is given out again.
+    oracle.trials = {
+        trial_id: trial
+        for trial_id, trial in oracle.trials.items()
+        if trial_id in oracle.start_order
+    }
     return True
 
 

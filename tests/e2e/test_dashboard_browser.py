@@ -167,6 +167,11 @@ def drive(
     assert f"test accuracy {test_accuracy}" in page.inner_text("li[data-rank='1']")
     best_row = page.locator(f"table.board tbody tr[data-trial='{best['trial_id']}']")
     assert best_row.locator("td:nth-child(5)").inner_text() == test_accuracy
+    # Where it ran: its host, worker and accelerator, after "Stopped early".
+    where = [best_row.locator(f"td:nth-child({n})").inner_text() for n in (11, 12, 13)]
+    (ran,) = [trial for trial in board if trial["trial_id"] == best["trial_id"]]
+    assert where[:2] == [ran["hostname"], ran["worker_id"]]
+    assert where[2].startswith(ran["accelerator"]["platform"])
     shot(page, "search-finished")
     savedmodel = downloaded(page, "Download SavedModel (.tar.gz)")
     assert savedmodel[:2] == b"\x1f\x8b"

@@ -198,6 +198,10 @@ REJECTED: dict[str, tuple[Callable[[Folders], Body], Loc]] = {
         lambda f: search_body(f.root / "flowers", tuner={"max_trials": 0}),
         ("body", "tuner", "max_trials"),
     ),
+    "no trial at a time": (
+        lambda f: search_body(f.root / "flowers", tuner={"max_parallel_trials": 0}),
+        ("body", "tuner", "max_parallel_trials"),
+    ),
     "image too small": (
         lambda f: search_body(f.root / "flowers", dataset={"image_size": 8}),
         ("body", "dataset", "image_size"),

@@ -35,6 +35,9 @@ def test_state_files_are_written_through_utils_save_json() -> None:
 def test_the_oracle_state_is_where_the_shared_oracle_reads_and_changes_it() -> None:
     for name in ("trials", "ongoing_trials", "end_order", "_retry_queue", "start_order"):
         assert f"self.{name} = " in inspect.getsource(oracle.Oracle.__init__), name
+    # A new trial gets the next id, and is saved before the oracle (a cut leaves its file).
+    assert "self.start_order.append(trial_id)" in inspect.getsource(oracle)
+    assert "self._save_trial(trial)\n            self.save()" in inspect.getsource(oracle)
     for name in ("_get_oracle_fname", "_project_dir", "_save_trial"):
         assert hasattr(oracle.Oracle, name), name
     # Oracle.reload: the trials' files, then oracle.json through Stateful.reload.
@@ -171,3 +174,17 @@ def test_a_trial_the_store_failed_is_ended_and_never_retried(tmp_path) -> None:
     assert doomed.trial_id in resumed.end_order and resumed._retry_queue == []
     assert resumed.create_trial("next").trial_id != doomed.trial_id
     assert end_failed_trials(resumed, {doomed.trial_id: "again"}) == [], "ended once"
+
+
+def test_a_trial_whose_step_was_cut_before_the_oracle_saved_is_forgotten(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    kept = first.create_trial("slot-a")
+    first.save = lambda: None  # killed between the trial's file and oracle.json
+    first.create_trial("slot-b")
+    resumed = _oracle(str(tmp_path))
+
+    load_saved_state(resumed)
+
+    assert list(resumed.trials) == [kept.trial_id]
+    again = resumed.create_trial("slot-c")
+    assert again.trial_id == "1" and resumed.trials["1"] is again, "its id is given out again"
