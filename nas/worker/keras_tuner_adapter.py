@@ -19,17 +19,18 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import keras_tuner
 from keras_tuner.src import backend as keras_tuner_backend
 from keras_tuner.src import utils as keras_tuner_utils
-from keras_tuner.src.engine import stateful as keras_tuner_stateful
 
 _keras_tuner_save_json = keras_tuner_utils.save_json
 
@@ -79,30 +80,76 @@ def retry_no_ended_trial(oracle: keras_tuner.Oracle) -> None:
     oracle._retry_queue = [trial_id for trial_id in oracle._retry_queue if trial_id not in ended]
 
 
-def load_saved_state(oracle: keras_tuner.Oracle) -> bool:
+#: A trial file's version: its modification time, size and inode (a rewrite renames a new
+#: file into place); None where it cannot be told (a remote path).
+FileVersion = tuple[int, int, int] | None
+
+
+@dataclass
+class ParsedTrials:
+    """The ended trials of one oracle's project folder as this process last parsed them, with
+    their files' versions. KerasTuner never changes a trial once the oracle ended it, so a
+    step that reloads the oracle parses again only the trials still running or queued, and
+    any file whose version changed: parsing a trial (its hyperparameters' classes) is most of
+    a step's time once a search has many."""
+
+    by_path: dict[str, tuple[FileVersion, keras_tuner.engine.trial.Trial]] = field(
+        default_factory=dict
+    )
+
+    def load(self, path: str, ended: bool) -> keras_tuner.engine.trial.Trial:
+        """The trial saved at ``path``, parsed again unless it is ``ended`` and unchanged."""
+        version = _file_version(path)
+        kept = self.by_path.get(path)
+        if ended and version is not None and kept is not None and kept[0] == version:
+            return kept[1]
+        trial = keras_tuner.engine.trial.Trial.load(path)
+        self.by_path[path] = (version, trial)
+        return trial
+
+
+def load_saved_state(oracle: keras_tuner.Oracle, parsed: ParsedTrials | None = None) -> bool:
     """Replace ``oracle``'s state with the one saved in its project folder (its trials' files
     and oracle.json), ongoing trials included; False, leaving it as it is, when none was saved
     yet. Unlike ``Oracle.reload``, the trials other tuners run now stay theirs, and a trial
-    file that oracle.json does not know of is left out."""
+    file that oracle.json does not know of is left out. With ``parsed``, ended trials parsed
+    by an earlier call are reused."""
     saved = oracle._get_oracle_fname()
     if not keras_tuner_backend.io.exists(saved):
         return False
-    oracle.trials = {}
-    pattern = os.path.join(oracle._project_dir, "trial_*", "trial.json")
-    # In the order of their (zero-padded) ids, as the trials were made: the oracle breaks
-    # ties between equal scores by it, as the store's leaderboard does.
-    for path in sorted(keras_tuner_backend.io.glob(pattern)):
-        trial = keras_tuner.engine.trial.Trial.load(path)
-        oracle.trials[trial.trial_id] = trial
-    keras_tuner_stateful.Stateful.reload(oracle, saved)
+    with keras_tuner_backend.io.File(saved, "r") as file:
+        state = json.loads(file.read())
+    ended = set(state["end_order"])
     # A trial's file saved by a step cut short before oracle.json (``create_trial`` saves the
     # trial first): the oracle never made it; its id is given out again.
-    oracle.trials = {
-        trial_id: trial
-        for trial_id, trial in oracle.trials.items()
-        if trial_id in oracle.start_order
-    }
+    made = set(state["start_order"])
+    oracle.trials = {}
+    # In the order of their (zero-padded) ids, as the trials were made: the oracle breaks
+    # ties between equal scores by it, as the store's leaderboard does.
+    for path in sorted(_trial_files(oracle._project_dir)):
+        trial_id = os.path.basename(os.path.dirname(path)).removeprefix("trial_")
+        if trial_id not in made:
+            continue
+        is_ended = trial_id in ended
+        trial = (parsed or ParsedTrials()).load(path, ended=is_ended)
+        oracle.trials[trial.trial_id] = trial
+    oracle.set_state(state)
     return True
+
+
+def _trial_files(project_dir: str) -> list[str]:
+    pattern = os.path.join(project_dir, "trial_*", "trial.json")
+    if "://" in project_dir:
+        return keras_tuner_backend.io.glob(pattern)
+    # TensorFlow's glob, which KerasTuner's goes through, costs milliseconds a call.
+    return glob.glob(pattern)
+
+
+def _file_version(path: str) -> FileVersion:
+    if "://" in path:
+        return None
+    stat = os.stat(path)
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 def requeue_trials_of_dead_tuners(

@@ -16,6 +16,7 @@ import keras_tuner
 
 from nas.core.store import OracleContext, OracleOutcome, SlotLease, Store
 from nas.worker.keras_tuner_adapter import (
+    ParsedTrials,
     end_failed_trials,
     load_saved_state,
     requeue_trials_of_dead_tuners,
@@ -43,6 +44,7 @@ class SharedOracle:
         self._oracle = oracle
         self._store = store
         self._lease = lease
+        self._parsed = ParsedTrials()
         # Set by KerasTuner on a multi-worker distribution strategy; unused otherwise.
         self.multi_worker = False
         self.should_report = True
@@ -121,7 +123,7 @@ class SharedOracle:
         oracle = self._oracle
 
         def step(context: OracleContext) -> OracleOutcome[T]:
-            load_saved_state(oracle)
+            load_saved_state(oracle, self._parsed)
             retry_no_ended_trial(oracle)
             requeued = requeue_trials_of_dead_tuners(oracle, context.live_slots)
             failed = end_failed_trials(oracle, context.failed_trials)

@@ -14,6 +14,7 @@ from keras_tuner.src.engine import oracle, stateful, tuner
 from keras_tuner.src.tuners import bayesian, hyperband, randomsearch
 
 from nas.worker.keras_tuner_adapter import (
+    ParsedTrials,
     PrivateTunerHooks,
     SeededDraws,
     end_failed_trials,
@@ -44,8 +45,11 @@ def test_the_oracle_state_is_where_the_shared_oracle_reads_and_changes_it() -> N
     reload = inspect.getsource(oracle.Oracle.reload)
     assert 'os.path.join(self._project_dir, "trial_*", "trial.json")' in reload
     assert "super().reload(self._get_oracle_fname())" in reload
-    assert "self.set_state(utils.load_json(fname))" in inspect.getsource(stateful.Stateful.reload)
+    # load_saved_state reads oracle.json itself: the order trials started and ended in.
+    state = inspect.getsource(oracle.Oracle.get_state)
+    assert '"start_order": self.start_order' in state and '"end_order": self.end_order' in state
     assert callable(backend.io.exists) and callable(backend.io.glob)
+    assert callable(backend.io.File)
     # create_trial (wrapped by @synchronized) serves the retry queue first, and a tuner's
     # ongoing trial again.
     create = inspect.getsource(oracle)
@@ -188,3 +192,27 @@ def test_a_trial_whose_step_was_cut_before_the_oracle_saved_is_forgotten(tmp_pat
     assert list(resumed.trials) == [kept.trial_id]
     again = resumed.create_trial("slot-c")
     assert again.trial_id == "1" and resumed.trials["1"] is again, "its id is given out again"
+
+
+def test_a_reload_parses_again_only_the_trials_not_ended(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    ended = first.create_trial("slot-a")
+    first.update_trial(ended.trial_id, {"score": 1.0})
+    ended.status = "COMPLETED"
+    first.end_trial(ended)
+    running = first.create_trial("slot-b")
+    parsed = ParsedTrials()
+    other = _oracle(str(tmp_path))
+    load_saved_state(other, parsed)
+    before = dict(other.trials)
+
+    load_saved_state(other, parsed)
+
+    assert other.trials[ended.trial_id] is before[ended.trial_id]
+    assert other.trials[running.trial_id] is not before[running.trial_id]
+    first.update_trial(running.trial_id, {"score": 0.5})
+    running.status = "COMPLETED"
+    first.end_trial(running)
+    load_saved_state(other, parsed)
+    assert other.trials[running.trial_id].status == "COMPLETED"
+    assert other.get_best_trials(2)[0].trial_id == ended.trial_id

@@ -1,0 +1,136 @@
+"""What scheduling costs a trial: ``--processes`` slots (8 by default) of one search, each in
+its own process as on eight workers, share its oracle through the store and ask for a trial,
+report one epoch and end it, as fast as they can, all at once. Prints the median and p95 of
+each transaction (ask, report, end) and of ask + end per trial: the goal on PostgreSQL is a
+median under 20 ms, so that scheduling never limits trials of a few seconds.
+
+Usage: python -m benchmarks.scheduling_overhead [--processes 8] [--trials 20]
+[--database postgres|sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+from benchmarks.harness import postgres_database
+from nas.core.settings import Settings
+from nas.core.store import create_store, migrate
+from tests.support.flowers import copy_flowers_slice
+
+Timings = list[tuple[float, float, float]]
+
+
+def search_spec(photos: Path, trials: int) -> dict:
+    return {
+        "dataset": {"path": str(photos), "image_size": 32},
+        "space": {"max_conv_blocks": 2},
+        "tuner": {"algorithm": "random", "max_trials": trials, "epochs": 1, "seed": 0},
+    }
+
+
+def slot_main(settings: Settings, number: int, trials: int, start: Barrier, out: object) -> None:
+    """One slot: join the search, build its tuner, then time ``trials`` ask/report/end."""
+    os.environ["KERAS_BACKEND"] = settings.backend
+    # After the backend is set: these import Keras.
+    import keras_tuner
+
+    from nas.worker.search import prepare_search
+    from nas.worker.shared_oracle import SharedOracle
+    from nas.worker.signals import Interruptions
+
+    store = create_store(settings.database_url)
+    lease = store.join_next(f"worker-{number}", hostname="bench", lease_seconds=3600)
+    assert lease is not None
+    setup = prepare_search(
+        store, settings, lease.search_id, Interruptions(), journal=None, ensure_held=lambda: None
+    )
+    oracle = SharedOracle(setup.tuner.oracle, store, lease)
+    timings: Timings = []
+    start.wait()
+    for _ in range(trials):
+        asked = time.perf_counter()
+        trial = oracle.create_trial(lease.slot_id)
+        reported = time.perf_counter()
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5}, step=0)
+        ending = time.perf_counter()
+        trial.status = keras_tuner.engine.trial.TrialStatus.COMPLETED
+        oracle.end_trial(trial)
+        ended = time.perf_counter()
+        timings.append((reported - asked, ending - reported, ended - ending))
+    out.put(timings)  # type: ignore[attr-defined]
+    store.dispose()
+
+
+@contextlib.contextmanager
+def database(kind: str, folder: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'nas.db'}"
+        return
+    with postgres_database() as url:
+        yield url
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=20, help="trials per process")
+    parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nas-sched-") as temp:
+        folder = Path(temp)
+        photos = copy_flowers_slice(folder / "data" / "flowers", per_class=4)
+        with database(args.database, folder) as url:
+            settings = Settings(
+                database_url=url,
+                artifacts_dir=folder / "artifacts",
+                cache_dir=folder / "cache",
+                data_roots=[photos.parent],
+            )
+            store = create_store(url)
+            migrate(store.engine)
+            total = args.processes * args.trials
+            store.create_search(search_spec(photos, total), trials_planned=total, owner="bench")
+            store.dispose()
+            context = multiprocessing.get_context("spawn")
+            start = context.Barrier(args.processes)
+            out = context.Queue()
+            slots = [
+                context.Process(target=slot_main, args=(settings, n, args.trials, start, out))
+                for n in range(args.processes)
+            ]
+            for slot in slots:
+                slot.start()
+            timings: Timings = [timing for _ in slots for timing in out.get()]
+            for slot in slots:
+                slot.join()
+    columns = {
+        "ask": [ask for ask, _, _ in timings],
+        "report": [report for _, report, _ in timings],
+        "end": [end for _, _, end in timings],
+        "ask + end": [ask + end for ask, _, end in timings],
+    }
+    print(
+        f"{args.processes} slots at once on {args.database}, {len(timings)} trials "
+        f"(the oracle holds up to {total} trials)"
+    )
+    for name, values in columns.items():
+        median, p95 = statistics.median(values) * 1000, percentile(values, 0.95) * 1000
+        print(f"  {name:>9}: median {median:6.1f} ms, p95 {p95:6.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
