@@ -44,8 +44,6 @@ class SearchSetup:
     precision: str
     data: SearchData
     artifacts: SearchArtifacts
-    #: Where a slot's trials are journaled; None in the finishing step, which runs none.
-    journal: TrialJournal | None
     #: Raises LeaseLostError once the lease of the slot or finishing step is gone.
     ensure_held: Callable[[], None]
     tuner: keras_tuner.Tuner
@@ -155,7 +153,6 @@ def prepare_search(
         precision,
         data,
         artifacts,
-        journal,
         ensure_held,
         tuner,
         stop_rules,

@@ -30,6 +30,7 @@ def every_field_changed(tmp_path: Path) -> Settings:
         "host": "0.0.0.0",
         "port": 8123,
         "api_threads": 5,
+        "api_answer_cache_bytes": 12345,
         "header_timeout_seconds": 3.5,
         "max_connections": 17,
         "poll_interval_seconds": 0.3,
