@@ -82,7 +82,15 @@ def problems_of(service: Service, search_id: str) -> list[str]:
 
 def chaos_run(args: argparse.Namespace, photos: Path, draws: random.Random) -> list[str]:
     """One run: the searches to their end under kills; the problems found."""
-    with postgres_database() as url, running_service(photos.parent, database_url=url) as service:
+    with (
+        postgres_database() as url,
+        running_service(
+            photos.parent,
+            database_url=url,
+            lease_seconds=args.lease,
+            heartbeat_seconds=args.lease / 5,
+        ) as service,
+    ):
         ids = [service.submit(search_body(photos, number)) for number in range(args.searches)]
         workers = [service.start_worker(own_cache=True) for _ in range(args.workers)]
         kills = 0
@@ -116,6 +124,9 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=25.0, help="seconds between kills")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lease", type=float, default=15.0, help="NAS_LEASE_SECONDS (heartbeat: a fifth)"
+    )
     args = parser.parse_args()
     draws = random.Random(args.seed)
     problems: list[str] = []

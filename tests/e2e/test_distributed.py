@@ -193,6 +193,9 @@ def test_a_worker_killed_in_the_finishing_step_leaves_it_to_another(
     assert (fleet_settings.artifacts_dir / search_id / "models" / "rank-001").is_dir(), model
 
 
+# The scheduling it shows is the same on both databases; PostgreSQL's locking is shown by
+# the kill and three-worker cases.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_two_searches_share_two_workers_of_two_slots(
     fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
@@ -217,6 +220,9 @@ def test_two_searches_share_two_workers_of_two_slots(
 BUDGET_SECONDS = 45
 
 
+# The scheduling it shows is the same on both databases; PostgreSQL's locking is shown by
+# the kill and three-worker cases.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_time_budget_holds_across_three_workers(
     fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:
