@@ -48,8 +48,9 @@ def slot_main(settings: Settings, number: int, trials: int, start: Barrier, out:
     from nas.worker.signals import Interruptions
 
     store = create_store(settings.database_url)
-    lease = store.join_next(f"worker-{number}", hostname="bench", lease_seconds=3600)
-    assert lease is not None
+    # A join skips a search another join has locked: ask again, as a worker's next tick does.
+    while (lease := store.join_next(f"w-{number}", hostname="bench", lease_seconds=3600)) is None:
+        time.sleep(0.05)
     setup = prepare_search(
         store, settings, lease.search_id, Interruptions(), journal=None, ensure_held=lambda: None
     )
