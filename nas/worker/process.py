@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from nas.core.settings import Settings
 from nas.core.store import Lease, LeaseLostError, SearchStatus, SlotLease, Store, create_store
@@ -27,7 +29,7 @@ def slot_process_main(settings: Settings, lease: SlotLease, parent_pid: int) -> 
     any trial (the data cannot be loaded) fails the search, with that error."""
     store = _start(settings, parent_pid, f"search {lease.search_id[:8]} slot {lease.slot_id[:6]}")
     interruptions = Interruptions()
-    try:
+    with _exit_codes(store, lambda error: store.fail_search(lease, error)):
         # Keras reads KERAS_BACKEND when first imported, so these modules come after it.
         from nas.worker.slot import SlotEnd, run_slot
 
@@ -36,36 +38,34 @@ def slot_process_main(settings: Settings, lease: SlotLease, parent_pid: int) -> 
             sys.exit(EXIT_INTERRUPTED)
         if ended == SlotEnd.CANCELLED:
             sys.exit(EXIT_CANCELLED)
-    except LeaseLostError as error:
-        log.warning("stopping: %s", error)
-        sys.exit(EXIT_LEASE_LOST)
-    except Exception as error:
-        log.error("search failed:\n%s", traceback.format_exc())
-        try:
-            store.fail_search(lease, describe_error(error))
-        except LeaseLostError:
-            sys.exit(EXIT_LEASE_LOST)
-        sys.exit(EXIT_FAILED)
-    finally:
-        store.dispose()
 
 
 def finishing_process_main(settings: Settings, lease: Lease, parent_pid: int) -> None:
     """Entry point of a finishing step's process; exits with one of the EXIT_* codes."""
     store = _start(settings, parent_pid, f"search {lease.search_id[:8]} finishing")
     interruptions = Interruptions()
-    try:
+    with _exit_codes(
+        store, lambda error: store.finish_search(lease, SearchStatus.FAILED, error=error)
+    ):
         from nas.worker.finishing import run_finishing
 
         if not run_finishing(store, settings, lease, interruptions):
             sys.exit(EXIT_INTERRUPTED)
+
+
+@contextmanager
+def _exit_codes(store: Store, fail: Callable[[str], None]) -> Iterator[None]:
+    """Turn how a process's body ended into the exit code its worker understands: a lost
+    lease, or an error that ``fail`` records on the search first; the store is closed."""
+    try:
+        yield
     except LeaseLostError as error:
         log.warning("stopping: %s", error)
         sys.exit(EXIT_LEASE_LOST)
     except Exception as error:
         log.error("search failed:\n%s", traceback.format_exc())
         try:
-            store.finish_search(lease, SearchStatus.FAILED, error=describe_error(error))
+            fail(describe_error(error))
         except LeaseLostError:
             sys.exit(EXIT_LEASE_LOST)
         sys.exit(EXIT_FAILED)
