@@ -442,6 +442,14 @@ class SearchSpec(_Strict):
         "validation photos once the search ends, exported and tested in their trials' place "
         "(at most export_top_k); 0 exports the trials' own models.",
     )
+    defaults_margin: float = Field(
+        1.0,
+        ge=0.0,
+        le=10.0,
+        description="How many standard errors of the validation accuracy another "
+        "architecture must beat the space's defaults (the first trial) by, at as many epochs, "
+        "to be trained to the end and exported before them; 0: the best score comes first.",
+    )
 
     budget: BudgetSpec | None = Field(
         None,

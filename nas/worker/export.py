@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import tarfile
@@ -21,8 +22,11 @@ import numpy as np
 
 from nas.core.artifacts import ModelArtifacts, SearchArtifacts
 from nas.core.store import ExportedModel
+from nas.core.store.ranking import objective_is_maximized
 from nas.hypermodels.codelab_v2 import AUGMENTATION_LAYER
 from nas.worker.datasets import ImageSet
+from nas.worker.incumbent import Contender, choose
+from nas.worker.oracles import EPOCHS, RESUMED_FROM
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +37,72 @@ def savedmodel_available() -> bool:
 
 
 def best_completed_trials(
-    tuner: keras_tuner.Tuner, top_k: int
+    oracle: keras_tuner.Oracle, top_k: int
 ) -> list[keras_tuner.engine.trial.Trial]:
     """The ``top_k`` best trials that completed, best first."""
     # KerasTuner pads its best trials with unfinished ones when fewer than top_k completed
     # (a search cancelled in its first trial): those have no checkpoint to export.
     return [
         trial
-        for trial in tuner.oracle.get_best_trials(top_k)
+        for trial in oracle.get_best_trials(top_k)
         if trial.status == keras_tuner.engine.trial.TrialStatus.COMPLETED
     ]
 
 
+def chosen_trials(
+    oracle: keras_tuner.Oracle,
+    top_k: int,
+    *,
+    objective: str,
+    validation_images: int,
+    margin: float,
+) -> list[keras_tuner.engine.trial.Trial]:
+    """The ``top_k`` completed trials a search trains to the end and exports, first first:
+    the best by score, the space's defaults first unless beaten by ``margin`` standard errors
+    (see :mod:`nas.worker.incumbent`; for an accuracy ``objective`` only)."""
+    if not objective_is_maximized(objective):
+        return best_completed_trials(oracle, top_k)
+    ranked = best_completed_trials(oracle, len(oracle.trials))
+    by_id = {trial.trial_id: trial for trial in ranked}
+    contenders = [
+        Contender(trial.trial_id, trial.score, _fidelity(trial), _origin(oracle.trials, trial))
+        for trial in ranked
+        if trial.score is not None
+    ]
+    # The space's defaults: the oracle's first trial (see ``nas.worker.oracles``).
+    first = oracle.start_order[0] if oracle.start_order else ""
+    order = choose(
+        contenders,
+        first_trial_id=first,
+        validation_images=validation_images,
+        top_k=top_k,
+        margin=margin,
+    )
+    return [by_id[trial_id] for trial_id in order]
+
+
+def _fidelity(trial: keras_tuner.engine.trial.Trial) -> float:
+    """The epochs a multi-fidelity trial was judged at; the same for every other trial."""
+    return float(trial.hyperparameters.values.get(EPOCHS, math.inf))
+
+
+def _origin(
+    trials: Mapping[str, keras_tuner.engine.trial.Trial], trial: keras_tuner.engine.trial.Trial
+) -> str:
+    """The trial the promotions that led to ``trial`` started from."""
+    seen = {trial.trial_id}
+    while (parent := trial.hyperparameters.values.get(RESUMED_FROM)) in trials:
+        if parent in seen:  # a cycle only a corrupt state file could make
+            break
+        seen.add(parent)
+        trial = trials[parent]
+    return trial.trial_id
+
+
 def export_best_models(
     tuner: keras_tuner.Tuner,
+    trials: Sequence[keras_tuner.engine.trial.Trial],
     *,
-    top_k: int,
     artifacts: SearchArtifacts,
     class_names: Sequence[str],
     image_size: int,
@@ -56,12 +110,12 @@ def export_best_models(
     batch_size: int = 32,
     trained_to_the_end: Mapping[str, keras.Model] | None = None,
 ) -> list[ExportedModel]:
-    """Write the ``top_k`` best completed trials' models and describe them; with ``test``
+    """Write the models of ``trials`` (completed, first first) and describe them; with ``test``
     photos, each model's accuracy on them is measured too. A trial with a model in
     ``trained_to_the_end`` (by trial id) has that model exported instead of its checkpoint."""
     exported = []
     retrained = trained_to_the_end or {}
-    for rank, trial in enumerate(best_completed_trials(tuner, top_k), start=1):
+    for rank, trial in enumerate(trials, start=1):
         model = retrained.get(trial.trial_id)
         if model is None:
             model = _checkpoint_model(tuner, trial)

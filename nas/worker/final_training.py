@@ -24,6 +24,7 @@ from nas.core.errors import LeaseLostError
 from nas.core.store import FinalTraining, TrialRecord
 from nas.hypermodels import build_hypermodel
 from nas.worker.batching import full_batches
+from nas.worker.oracles import EPOCHS
 from nas.worker.signals import Interruptions
 from nas.worker.tuning import SearchCancelled, SearchInterrupted, SearchStopped
 
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: KerasTuner's Hyperband records a trial's total epochs here (its history holds only the
-#: epochs of its last bracket round).
-HYPERBAND_EPOCHS = "tuner/epochs"
 #: The prefix of the values a tuner adds to a trial's hyperparameters for its own schedule.
 TUNER_VALUES = "tuner/"
 #: What the final trainings leave of a budget for exporting and testing the models after them
@@ -73,7 +71,8 @@ def final_epochs(
     as many epochs of ``epoch_seconds`` as fit in ``remaining_seconds``, which is 0 when not
     even one does.
     """
-    trained = int(trial.hyperparameters.get(HYPERBAND_EPOCHS) or trial.epochs)
+    # A promoted trial's history holds only the epochs of its last round.
+    trained = int(trial.hyperparameters.get(EPOCHS) or trial.epochs)
     if remaining_seconds is None or not epoch_seconds:
         return max(trained, 1)
     return max(int(remaining_seconds // epoch_seconds), 0)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import keras_tuner
+
 from nas.core.settings import Settings
 from nas.core.store import (
     EndedBy,
@@ -16,7 +18,7 @@ from nas.core.store import (
     SearchStatus,
     Store,
 )
-from nas.worker.export import best_completed_trials, export_best_models
+from nas.worker.export import chosen_trials, export_best_models
 from nas.worker.final_training import FinalModel, train_to_the_end
 from nas.worker.keras_tuner_adapter import load_saved_state
 from nas.worker.search import SearchSetup, prepare_search
@@ -46,10 +48,20 @@ def run_finishing(
     load_saved_state(setup.tuner.oracle)
     cancelled = store.is_cancel_requested(lease.search_id)
     outcome: SearchStatus | None = SearchStatus.CANCELLED if cancelled else SearchStatus.SUCCEEDED
+    spec = setup.spec
+    chosen = chosen_trials(
+        setup.tuner.oracle,
+        spec.export_top_k,
+        objective=spec.objective,
+        validation_images=len(setup.data.validation),
+        margin=spec.defaults_margin,
+    )
     finals: list[FinalModel] = []
     if outcome == SearchStatus.SUCCEEDED:
         try:
-            finals = _train_to_the_end(store, lease, setup, interruptions)
+            finals = _train_to_the_end(
+                store, lease, setup, chosen[: spec.final_top_k], interruptions
+            )
         except SearchStopped as stopped:
             outcome = _stopped_outcome(store, lease, stopped)
     if outcome is None:
@@ -59,10 +71,9 @@ def run_finishing(
         log.info("cancelled by the user; exporting the best finished trials")
 
     setup.ensure_held()
-    spec = setup.spec
     models = export_best_models(
         setup.tuner,
-        top_k=spec.export_top_k,
+        chosen,
         artifacts=setup.artifacts,
         class_names=setup.images.class_names,
         image_size=spec.dataset.image_size,
@@ -93,11 +104,13 @@ def _stopped_outcome(store: Store, lease: Lease, stopped: SearchStopped) -> Sear
 
 
 def _train_to_the_end(
-    store: Store, lease: Lease, setup: SearchSetup, interruptions: Interruptions
+    store: Store,
+    lease: Lease,
+    setup: SearchSetup,
+    best: list[keras_tuner.engine.trial.Trial],
+    interruptions: Interruptions,
 ) -> list[FinalModel]:
-    """The final trainings of the search's best ``final_top_k`` architectures."""
-    spec = setup.spec
-    best = best_completed_trials(setup.tuner, min(spec.final_top_k, spec.export_top_k))
+    """The final trainings of the architectures of ``best``, first first."""
     if not best:
         return []
     return train_to_the_end(

@@ -44,6 +44,8 @@ def test_an_extended_search_continues_its_tuner_and_exports_again(
                 # asha, the default: one rung at one epoch, every configuration a trial.
                 "tuner": {"max_trials": 2, "epochs": 1, "batch_size": 16, "seed": 5},
                 "export_top_k": 2,
+                # The models in score order (the defaults get no head start).
+                "defaults_margin": 0,
             },
         )
         assert submitted.status_code == 201, submitted.text
