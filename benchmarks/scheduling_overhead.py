@@ -52,7 +52,7 @@ def slot_main(settings: Settings, number: int, trials: int, start: Barrier, out:
     while (lease := store.join_next(f"w-{number}", hostname="bench", lease_seconds=3600)) is None:
         time.sleep(0.05)
     setup = prepare_search(
-        store, settings, lease.search_id, Interruptions(), journal=None, ensure_held=lambda: None
+        store, settings, lease, Interruptions(), journal=None, ensure_held=lambda: None
     )
     oracle = SharedOracle(setup.tuner.oracle, store, lease)
     timings: Timings = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class SearchArtifacts:
-    """Paths of one search's tuner state and exported models."""
+    """Paths of one search's prepared data, tuner state and exported models."""
 
     root: Path
     search_id: str
@@ -30,6 +30,11 @@ class SearchArtifacts:
     def tensorboard_dir(self) -> Path:
         """TensorBoard logs, one subfolder per trial: ``tensorboard --logdir`` on it."""
         return self.search_dir / "tensorboard"
+
+    @property
+    def data_dir(self) -> Path:
+        """The search's prepared data: its photos decoded and split once, for every worker."""
+        return self.search_dir / "data"
 
     def model(self, rank: int) -> ModelArtifacts:
         """The files of the model ranked ``rank`` (from 1)."""

@@ -39,8 +39,8 @@ class Settings(BaseSettings):
         default=5000,
         ge=1,
         description="Most folder entries a submit lists to check a dataset; past them the "
-        "API accepts it and the worker, which checks every file when it claims the search, "
-        "refuses it if need be. Bounds the time a submit holds one of the API's threads.",
+        "API accepts it and the worker that prepares the search's data, which checks every "
+        "file, refuses it if need be. Bounds the time a submit holds one of the API's threads.",
     )
     tf_flowers_url: str = Field(
         default="https://storage.googleapis.com/download.tensorflow.org/example_images/"

@@ -92,9 +92,15 @@ def decode_image(data: bytes, size: int, max_pixels: int | None) -> np.ndarray:
 
 
 def load_images(
-    scan: FolderScan, image_size: int, cache_dir: Path | None, *, max_pixels: int | None = None
+    scan: FolderScan,
+    image_size: int,
+    cache_dir: Path | None,
+    *,
+    max_pixels: int | None = None,
+    on_decoded: Callable[[], None] | None = None,
 ) -> ImageSet:
-    """Decode every scanned file with :func:`decode_image`, skipping unusable ones.
+    """Decode every scanned file with :func:`decode_image`, skipping unusable ones; after
+    each file, ``on_decoded`` is called (it may raise to stop the decoding).
 
     With ``cache_dir``, the result is stored there under a key of the image size, the pixel
     cap, the class names and each file's relative path and content digest; a later call with
@@ -111,7 +117,7 @@ def load_images(
         )
 
     def decode() -> tuple[ImageSet, str]:
-        image_set, digests = _decode(scan, image_size, max_pixels)
+        image_set, digests = _decode(scan, image_size, max_pixels, on_decoded)
         return image_set, key_of(digests)
 
     return cached_image_set(
@@ -202,7 +208,10 @@ def _read(scan: FolderScan, file: Path) -> bytes:
 
 
 def _decode(
-    scan: FolderScan, image_size: int, max_pixels: int | None
+    scan: FolderScan,
+    image_size: int,
+    max_pixels: int | None,
+    on_decoded: Callable[[], None] | None,
 ) -> tuple[ImageSet, list[str | None]]:
     """The decoded images and the digest of each file's bytes as read (None if unreadable)."""
     images = np.empty((len(scan.files), image_size, image_size, 3), dtype=np.uint8)
@@ -222,6 +231,8 @@ def _decode(
         else:
             labels.append(label)
         digests.append(None if data is None else digest_bytes(data))
+        if on_decoded is not None:
+            on_decoded()
     label_array = np.asarray(labels, dtype=np.int32)
     counts = np.bincount(label_array, minlength=len(scan.class_names))
     unreadable = [name for name, count in zip(scan.class_names, counts, strict=True) if not count]

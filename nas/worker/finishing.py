@@ -11,6 +11,7 @@ import keras_tuner
 
 from nas.core.settings import Settings
 from nas.core.store import (
+    DataStepState,
     EndedBy,
     ExportedModel,
     FinalTraining,
@@ -36,10 +37,14 @@ def run_finishing(
     Returns False when SIGTERM interrupted it before the end (and nobody cancelled it): the
     step is left for the worker to give back, and another worker takes it.
     """
+    if not _data_ready(store, lease) and store.is_cancel_requested(lease.search_id):
+        # Cancelled before any slot had the search's data: no trial ran, nothing to export.
+        store.finish_search(lease, SearchStatus.CANCELLED)
+        return True
     setup = prepare_search(
         store,
         settings,
-        lease.search_id,
+        lease,
         interruptions,
         journal=None,
         ensure_held=lambda: store.check_lease(lease),
@@ -94,6 +99,11 @@ def run_finishing(
     else:
         store.finish_search(lease, outcome)
     return True
+
+
+def _data_ready(store: Store, lease: Lease) -> bool:
+    step = store.get_data_step(lease.search_id)
+    return step is not None and step.state == DataStepState.READY
 
 
 def _stopped_outcome(store: Store, lease: Lease, stopped: SearchStopped) -> SearchStatus | None:

@@ -17,15 +17,16 @@ from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
 from nas.core.spaces.data_bounds import ModelBounds, model_bounds
 from nas.core.specs import SearchSpec
-from nas.core.store import LeaseLostError, SearchRecord, Store
+from nas.core.store import Lease, LeaseLostError, SearchRecord, SlotLease, Store
 from nas.hypermodels import build_hypermodel
 from nas.worker.batching import full_batches, validation_batch_size
 from nas.worker.budget import FINAL_TRAINING_SHARE, SearchClock
+from nas.worker.data_step import obtain_search_data, read_search_data
 from nas.worker.datasets import ImageSet
 from nas.worker.hardware import Placement, choose_precision, select_placement
 from nas.worker.journal import TrialJournal
 from nas.worker.pruning import StopRules
-from nas.worker.search_data import SearchData, load_search_data
+from nas.worker.search_data import SearchData
 from nas.worker.signals import Interruptions
 from nas.worker.tuning import build_tuner
 
@@ -94,15 +95,21 @@ def search_clock(search: SearchRecord, spec: SearchSpec) -> SearchClock:
 def prepare_search(
     store: Store,
     settings: Settings,
-    search_id: str,
+    lease: SlotLease | Lease,
     interruptions: Interruptions,
     *,
     journal: TrialJournal | None,
     ensure_held: Callable[[], None],
 ) -> SearchSetup:
-    """Load the search's data and build its tuner on this process's devices: each slot does
-    (journaling its trials into ``journal``), and so does the finishing step (no journal).
-    ``ensure_held`` raises LeaseLostError once the caller's lease is gone."""
+    """Get the search's data (see :func:`obtain_search_data`) and build its tuner on this
+    process's devices: each slot does (journaling its trials into ``journal``), and so does
+    the finishing step (no journal); ``lease`` is theirs. ``ensure_held`` raises
+    LeaseLostError once the caller's lease is gone.
+
+    Raises:
+        SearchInterrupted: SIGTERM came while a slot prepared the data or waited for it.
+    """
+    search_id = lease.search_id
     search = store.get_search(search_id)
     if search is None:
         raise LeaseLostError(f"search {search_id} no longer exists")
@@ -114,7 +121,12 @@ def prepare_search(
         # Weights, augmentation and shuffling too, not only the oracle's draws.
         keras.utils.set_random_seed(spec.tuner.seed)
 
-    data = load_search_data(spec.dataset, settings)
+    # A slot prepares the data if no other has; the finishing step only reads it.
+    data = (
+        obtain_search_data(store, settings, lease, spec.dataset, interruptions)
+        if isinstance(lease, SlotLease)
+        else read_search_data(store, settings, search_id)
+    )
     artifacts = SearchArtifacts(settings.artifacts_dir, search_id)
     bounds = model_bounds(
         spec.space,

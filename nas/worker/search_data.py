@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +12,7 @@ import numpy as np
 
 from nas.core.data_confinement import Confinement, OutsideRoots
 from nas.core.errors import DatasetError
-from nas.core.folders import scan_folder
+from nas.core.folders import FolderScan, scan_folder
 from nas.core.settings import Settings
 from nas.core.specs import DatasetSpec
 from nas.worker.datasets import ImageSet, load_images, three_way_split
@@ -46,9 +46,12 @@ class SearchData:
         }
 
 
-def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
+def load_search_data(
+    dataset: DatasetSpec, settings: Settings, on_decoded: Callable[[], None] | None = None
+) -> SearchData:
     """Decode (or read from the cache) the dataset's photos and split them, first checking
     again that every file lies inside the data roots (links may have changed since submit).
+    ``on_decoded`` is called after each photo decoded (it may raise to stop the decoding).
 
     Raises:
         DatasetError: the photos cannot be used; the message says why.
@@ -59,7 +62,7 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
     if dataset.test_path is not None:
         with _confined("test_path"):
             test_scan = scan_folder(Path(dataset.test_path), confinement=confinement)
-    images = _load_source(dataset, settings, confinement)
+    images = _load_source(dataset, settings, confinement, on_decoded)
     train, validation, held_out = three_way_split(
         images.labels, dataset.test_split, dataset.validation_split, dataset.seed
     )
@@ -79,6 +82,7 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
                 dataset.image_size,
                 settings.cache_dir,
                 max_pixels=settings.limit_image_pixels,
+                on_decoded=on_decoded,
             )
         if test.class_names != images.class_names:
             raise DatasetError(
@@ -88,7 +92,12 @@ def load_search_data(dataset: DatasetSpec, settings: Settings) -> SearchData:
     return SearchData(images=images, train=train, validation=validation, test=test)
 
 
-def _load_source(dataset: DatasetSpec, settings: Settings, confinement: Confinement) -> ImageSet:
+def _load_source(
+    dataset: DatasetSpec,
+    settings: Settings,
+    confinement: Confinement,
+    on_decoded: Callable[[], None] | None,
+) -> ImageSet:
     if dataset.tfrecords is not None:
         with _confined("tfrecords"):
             return load_tfrecords(
@@ -100,20 +109,32 @@ def _load_source(dataset: DatasetSpec, settings: Settings, confinement: Confinem
                 max_classes=settings.limit_classes,
                 max_pixels=settings.limit_image_pixels,
                 confinement=confinement,
+                on_decoded=on_decoded,
             )
     if dataset.path is None:
         folder = fetch_tf_flowers(
             settings.cache_dir, settings.tf_flowers_url, settings.download_timeout_seconds
         )
         scan = scan_folder(folder, dataset.max_images_per_class)
-        return load_images(
-            scan, dataset.image_size, settings.cache_dir, max_pixels=settings.limit_image_pixels
-        )
+        return _decode(scan, dataset, settings, on_decoded)
     with _confined("path"):
         scan = scan_folder(Path(dataset.path), dataset.max_images_per_class, confinement)
-        return load_images(
-            scan, dataset.image_size, settings.cache_dir, max_pixels=settings.limit_image_pixels
-        )
+        return _decode(scan, dataset, settings, on_decoded)
+
+
+def _decode(
+    scan: FolderScan,
+    dataset: DatasetSpec,
+    settings: Settings,
+    on_decoded: Callable[[], None] | None,
+) -> ImageSet:
+    return load_images(
+        scan,
+        dataset.image_size,
+        settings.cache_dir,
+        max_pixels=settings.limit_image_pixels,
+        on_decoded=on_decoded,
+    )
 
 
 @contextmanager

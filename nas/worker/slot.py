@@ -34,25 +34,20 @@ class SlotEnd(Enum):
 def run_slot(
     store: Store, settings: Settings, lease: SlotLease, interruptions: Interruptions
 ) -> SlotEnd:
-    """Load the search's data, build its tuner on the shared oracle and run its trials."""
+    """Get the search's data, build its tuner on the shared oracle and run its trials."""
     search = store.get_search(lease.search_id)
     if search is None:
         raise LeaseLostError(f"search {lease.search_id} no longer exists")
     spec = SearchSpec.model_validate(search.spec)
     journal = TrialJournal(store, lease, spec.objective)
-    setup = prepare_search(
-        store,
-        settings,
-        lease.search_id,
-        interruptions,
-        journal=journal,
-        ensure_held=journal.ensure_held,
-    )
-    _record_run_context(store, lease, setup)
-    setup.tuner.oracle = SharedOracle(setup.tuner.oracle, store, lease)
-    # The oracle hands trials out per tuner id, and a dead slot's trial is known by it.
-    setup.tuner.tuner_id = lease.slot_id
     try:
+        setup = prepare_search(
+            store, settings, lease, interruptions, journal=journal, ensure_held=journal.ensure_held
+        )
+        _record_run_context(store, lease, setup)
+        setup.tuner.oracle = SharedOracle(setup.tuner.oracle, store, lease)
+        # The oracle hands trials out per tuner id, and a dead slot's trial is known by it.
+        setup.tuner.tuner_id = lease.slot_id
         setup.tuner.search(**setup.fit_arguments())
     except BudgetSpent:
         log.info("the search's budget is spent: no new trial")

@@ -13,7 +13,7 @@ cost as much as decoding it, which the cache is there to avoid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,10 @@ def load_tfrecords(
     max_classes: int,
     max_pixels: int | None = None,
     confinement: Confinement | None = None,
+    on_decoded: Callable[[], None] | None = None,
 ) -> ImageSet:
-    """Decode the records of every shard matching ``pattern`` with :func:`decode_image`.
+    """Decode the records of every shard matching ``pattern`` with :func:`decode_image`;
+    after each image, ``on_decoded`` is called (it may raise to stop the decoding).
 
     Shards are read in name order and records in file order; with ``max_images_per_class``,
     the first ones of each class are kept. Class indices must lie in 0..``max_classes`` - 1
@@ -104,7 +106,13 @@ def load_tfrecords(
 
     def decode() -> tuple[ImageSet, str]:
         image_set, digests = _decode(
-            shards, class_names, image_size, max_images_per_class, max_classes, max_pixels
+            shards,
+            class_names,
+            image_size,
+            max_images_per_class,
+            max_classes,
+            max_pixels,
+            on_decoded,
         )
         return image_set, remote_key or key_of(digests)
 
@@ -118,6 +126,7 @@ def _decode(
     max_images_per_class: int | None,
     max_classes: int,
     max_pixels: int | None,
+    on_decoded: Callable[[], None] | None,
 ) -> tuple[ImageSet, list[str]]:
     """The decoded images and the digest of each shard's records as read."""
     images: list[np.ndarray] = []
@@ -135,9 +144,11 @@ def _decode(
         except UNUSABLE_IMAGE_ERRORS as error:
             _log.warning("skipping image in %s, record %d: %s", shard, index, error)
             skipped.append(f"{shard}#{index}")
-            continue
-        labels.append(label)
-        taken[label] = taken.get(label, 0) + 1
+        else:
+            labels.append(label)
+            taken[label] = taken.get(label, 0) + 1
+        if on_decoded is not None:
+            on_decoded()
     names = tuple(class_names) if class_names else tuple(str(i) for i in range(max(taken) + 1))
     missing = [name for label, name in enumerate(names) if not taken.get(label)]
     if missing:

@@ -1,5 +1,6 @@
 """One search spread over several workers, each with its own cache and id as on its own host,
-sharing only the database and the artifacts folder: real worker processes, real photos."""
+sharing only the database and the artifacts folder: real worker processes, real photos. The
+search's photos are decoded once, by one worker, and read by the others from the artifacts."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from fastapi.testclient import TestClient
 
 from nas.cli.launcher import settings_env, start_nas, stop_process, wait_until
 from nas.core.settings import Settings
-from nas.core.store import SearchRecord, SearchStatus, Store, TrialStatus
+from nas.core.store import (
+    DataStepRecord,
+    DataStepState,
+    SearchRecord,
+    SearchStatus,
+    Store,
+    TrialStatus,
+)
 from tests.support.factories import search_body, submit
 from tests.support.flowers import copy_flowers_slice
 
@@ -73,7 +81,33 @@ def finished(store: Store, search_id: str, timeout: float = 600) -> SearchRecord
 
 
 def logs(tmp_path: Path) -> str:
-    return "\n".join(path.read_text()[-3000:] for path in sorted(tmp_path.glob("worker-*.log")))
+    return "\n".join(path.read_text()[-3000:] for path in sorted(tmp_path.rglob("worker-*.log")))
+
+
+def data_step(store: Store, search_id: str) -> DataStepRecord:
+    step = store.get_data_step(search_id)
+    assert step is not None
+    return step
+
+
+def decoded_in(cache: Path) -> bool:
+    """Whether a worker with this cache folder decoded photos (or even hashed them)."""
+    return any(cache.glob("*.npz")) or (cache / "digests").exists()
+
+
+def assert_prepared_once(
+    store: Store, settings: Settings, search_id: str, caches: list[Path], preparer: Path
+) -> DataStepRecord:
+    """The search's data step is ready after one claim, the worker of cache folder ``preparer``
+    alone decoded the photos (every one of them), and the search's data folder holds the one
+    prepared file."""
+    step = data_step(store, search_id)
+    assert (step.state, step.token) == (DataStepState.READY, 1), step
+    assert step.info["decoded"] == step.info["images"] + step.info["skipped_images"]
+    assert [cache for cache in caches if decoded_in(cache)] == [preparer]
+    prepared = settings.artifacts_dir / search_id / "data"
+    assert [path.name for path in prepared.iterdir()] == [step.info["file"]]
+    return step
 
 
 @pytest.mark.parametrize("algorithm", ["random", "bayesian", "hyperband"])
@@ -90,9 +124,13 @@ def test_three_workers_share_one_search(
         pytest.skip("the oracle's steps do not depend on the database; SQLite covers them")
     tuner = {"hyperband_factor": 3, "epochs": 3} if algorithm == "hyperband" else {}
     search_id = submit(client, fleet_body(photos, algorithm=algorithm, **tuner))["id"]
-    with workers(fleet_settings, tmp_path, 3):
+    with workers(fleet_settings, tmp_path, 3) as fleet:
         search = finished(store, search_id)
     assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
+    # One worker claimed the data step and decoded the photos; the others read its file.
+    caches = [tmp_path / f"cache-{number}" for number in range(3)]
+    preparer = fleet.index(worker_process(fleet, store, str(data_step(store, search_id).worker_id)))
+    assert_prepared_once(store, fleet_settings, search_id, caches, caches[preparer])
     trials = store.list_trials(search_id)
     assert len(trials) == search.trials_planned, "each planned trial once"
     assert all(trial.status == TrialStatus.COMPLETED for trial in trials)
@@ -191,6 +229,68 @@ def test_a_worker_killed_in_the_finishing_step_leaves_it_to_another(
     assert first.worker_id != second.worker_id
     (model,) = store.list_models(search_id)
     assert (fleet_settings.artifacts_dir / search_id / "models" / "rank-001").is_dir(), model
+
+
+def test_a_worker_killed_while_preparing_the_data_leaves_it_to_another(
+    fleet_settings: Settings, store: Store, client: TestClient, tmp_path: Path
+) -> None:
+    # 2,000 photos: decoding them takes seconds, time enough to kill the worker midway.
+    photos = copy_flowers_slice(fleet_settings.data_roots[0] / "many-flowers", per_class=400)
+    search_id = submit(client, fleet_body(photos, max_trials=2))["id"]
+    with workers(fleet_settings, tmp_path, 2) as fleet:
+
+        def decoding() -> DataStepRecord | None:
+            step = data_step(store, search_id)
+            assert step.state != DataStepState.READY, "prepared before it could be killed"
+            return step if step.state == DataStepState.PREPARING and step.images_decoded else None
+
+        killed = wait_until(decoding, 300, "a worker decoding the photos", 0.05)
+        victim = worker_process(fleet, store, str(killed.worker_id))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        search = finished(store, search_id)
+    assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
+    step = data_step(store, search_id)
+    assert (step.state, step.token) == (DataStepState.READY, 2), "claimed again once"
+    assert step.worker_id != killed.worker_id
+    # The survivor decoded every photo itself (its cache was empty).
+    assert step.info["decoded"] == step.info["images"] + step.info["skipped_images"] == 2000
+    assert step.images_reached >= killed.images_decoded
+    trials = store.list_trials(search_id)
+    assert trials and {trial.worker_id for trial in trials} == {step.worker_id}
+
+
+# The database plays no part in where the data is read from; the kill case runs on both.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_without_the_photos_trains_on_the_prepared_data(
+    fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    body = fleet_body(photos, max_trials=3)
+    body["dataset"]["test_split"] = 0.25
+    search_id = submit(client, body)["id"]
+    first_host, second_host = tmp_path / "first-host", tmp_path / "second-host"
+
+    def prepared() -> bool:
+        return data_step(store, search_id).state == DataStepState.READY
+
+    with workers(fleet_settings, first_host, 1):
+        wait_until(prepared, 300, "the search's data to be prepared", 0.1)
+    # Stopped: its trial goes to the second worker, on a host where the photos are not, whose
+    # data roots do not hold them, and whose cache folder is its own.
+    photos.rename(tmp_path / "photos-unmounted")
+    elsewhere = fleet_settings.model_copy(update={"data_roots": [tmp_path / "empty-root"]})
+    (tmp_path / "empty-root").mkdir()
+    with workers(elsewhere, second_host, 1) as (second,):
+        search = finished(store, search_id)
+    assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
+    caches = [first_host / "cache-0", second_host / "cache-0"]
+    assert_prepared_once(store, fleet_settings, search_id, caches, caches[0])
+    trials = store.list_trials(search_id)
+    (record,) = [worker for worker in store.list_workers() if worker.pid == second.pid]
+    assert any(trial.worker_id == record.id for trial in trials), "the second worker trained"
+    assert search.attempts[-1].worker_id == record.id, "and took the finishing step"
+    (model,) = store.list_models(search_id)
+    assert model.test_accuracy is not None, "tested on the prepared test photos"
 
 
 # The scheduling it shows is the same on both databases; PostgreSQL's locking is shown by

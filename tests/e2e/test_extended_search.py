@@ -12,7 +12,7 @@ import pytest
 
 from nas.cli.launcher import NAS_COMMAND, settings_env, start_nas, stop_process
 from nas.core.settings import Settings
-from nas.core.store import Store
+from nas.core.store import DataStepState, Store
 from tests.support.flowers import copy_flowers_slice
 from tests.support.live import cli_token, live_api, wait_for_status
 
@@ -71,6 +71,8 @@ def test_an_extended_search_continues_its_tuner_and_exports_again(
             assert first["status"] == "succeeded", (logs / "worker.log").read_text()[-4000:]
             board = api.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"]
             models = api.get(f"/v1/searches/{search_id}/models").json()["models"]
+            # The extension trains on the data prepared for the first run: not on the photos.
+            photos.rename(tmp_path / "photos-gone")
 
             extended = nas_extend("--trials", "2")
             assert extended.returncode == 0, extended.stderr
@@ -85,6 +87,8 @@ def test_an_extended_search_continues_its_tuner_and_exports_again(
         models_after = api.get(f"/v1/searches/{search_id}/models").json()["models"]
 
     assert done["trials_done"] == done["trials_planned"] == 4
+    step = store.get_data_step(search_id)
+    assert step is not None and (step.state, step.token) == (DataStepState.READY, 1)
     assert done["spec"]["tuner"]["max_trials"] == 4
     assert (done["ended_by"], len(done["extensions"])) == ("max_trials", 1)
     assert [attempt["outcome"] for attempt in done["attempts"]] == ["succeeded", "succeeded"]

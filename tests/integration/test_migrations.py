@@ -20,6 +20,7 @@ from sqlalchemy import inspect, text
 from nas.api import create_app
 from nas.core.settings import Settings
 from nas.core.store import (
+    DataStepState,
     SchemaMismatchError,
     Store,
     create_store,
@@ -32,7 +33,15 @@ from tests.support.owners import bearer
 
 NAS = Path(sys.executable).with_name("nas")
 CLI_TIMEOUT = 60.0
-TABLES = {"searches", "search_attempts", "trials", "exported_models", "workers", "tokens"}
+TABLES = {
+    "searches",
+    "search_attempts",
+    "search_data_steps",
+    "trials",
+    "exported_models",
+    "workers",
+    "tokens",
+}
 
 
 @pytest.fixture
@@ -196,6 +205,34 @@ def test_extensions_up_and_down(bare_store: Store) -> None:
 
     columns = {column["name"] for column in inspect(bare_store.engine).get_columns("searches")}
     assert not {"resumed_at", "extensions"} & columns
+
+
+def test_data_steps_up_and_down(bare_store: Store) -> None:
+    migrate(bare_store.engine, "0010_extensions")
+    with bare_store.engine.begin() as connection:
+        for pad, status in (("1", "running"), ("2", "succeeded")):
+            connection.execute(
+                text(
+                    "INSERT INTO searches (id, owner, status, spec, trials_planned, created_at, "
+                    "attempt, cancel_requested) VALUES (:id, 'alice', :status, '{}', 1, :now, "
+                    "0, false)"
+                ),
+                {"id": pad * 32, "status": status, "now": "2026-12-01 00:00:00"},
+            )
+
+    migrate(bare_store.engine)
+
+    for search_id in ("1" * 32, "2" * 32):
+        step = bare_store.get_data_step(search_id)
+        assert step is not None, "every search has a data step"
+        assert (step.state, step.token, step.holder) == (DataStepState.PENDING, 0, None)
+
+    downgrade(bare_store, "0010_extensions")
+
+    assert "search_data_steps" not in tables(bare_store)
+    assert current_revision(bare_store.engine) == "0010_extensions"
+    migrate(bare_store.engine)
+    assert bare_store.get_data_step("1" * 32) is not None
 
 
 # The ``nas`` command, as real processes ------------------------------------------------------

@@ -155,6 +155,12 @@ NOT_SEARCH_WRITES = {
     # heartbeat cost each poller a full answer.
     "renew_lease",
     "renew_slot",
+    # The data step, which no answer shows (the search's `dataset` is what a slot records
+    # with record_run_context).
+    "get_data_step",
+    "claim_data_step",
+    "record_data_progress",
+    "mark_data_ready",
     "register_worker",
     "worker_heartbeat",
     "worker_stopped",

@@ -12,6 +12,9 @@ from nas.core.errors import (
 from nas.core.store.records import (
     AttemptOutcome,
     AttemptRecord,
+    DataLease,
+    DataStepRecord,
+    DataStepState,
     EndedBy,
     ExportedModel,
     Extension,
@@ -42,6 +45,9 @@ from nas.core.store.store import (
 __all__ = [
     "AttemptOutcome",
     "AttemptRecord",
+    "DataLease",
+    "DataStepRecord",
+    "DataStepState",
     "EndedBy",
     "ExportedModel",
     "Extension",

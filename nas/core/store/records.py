@@ -233,6 +233,57 @@ class SlotLease:
     worker_id: str
 
 
+class DataStepState(StrEnum):
+    """Where a search's data step stands: its photos scanned, decoded and split once, by one
+    slot, into the search's artifacts, for every other slot and its finishing step to read."""
+
+    #: Nobody prepares the data now: the next slot that needs it claims the step.
+    PENDING = "pending"
+    #: A slot prepares it under the step's lease.
+    PREPARING = "preparing"
+    #: The prepared data lies in the search's artifacts; the step records what it holds.
+    READY = "ready"
+    #: The photos cannot be used (the step's error says why); the search failed with it.
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DataStepRecord:
+    """A search's data step: who holds (or last held) it, and what the prepared data holds."""
+
+    search_id: str
+    state: DataStepState
+    #: The slot (its id) that holds the step, or prepared the data once it is ready; None
+    #: while pending.
+    holder: str | None
+    #: The worker of that slot.
+    worker_id: str | None
+    #: Claims of the step so far: the fencing token of its latest holder.
+    token: int
+    lease_expires_at: datetime | None
+    #: Leases lost in a row since a holder last decoded more photos than any before it.
+    lost_leases: int
+    #: Photos its current (or last) holder decoded, and the most any holder decoded.
+    images_decoded: int
+    images_reached: int
+    #: Once ready: the prepared data's ``file`` (in the search's ``data`` folder), its size,
+    #: fingerprint and counts (the worker's ``SearchData.info``); empty before.
+    info: dict[str, Any]
+    error: str | None
+    prepared_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DataLease:
+    """The right of one slot (``holder``, its id) to prepare a search's data; ``token`` (the
+    step's claim count) fences it."""
+
+    search_id: str
+    holder: str
+    worker_id: str
+    token: int
+
+
 @dataclass(frozen=True)
 class OracleContext:
     """What a worker reconciles the search's oracle with, under the search's lock: the slots

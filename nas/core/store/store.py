@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Update, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import Engine, Update, and_, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -35,6 +35,9 @@ from nas.core.store.ranking import best_completed
 from nas.core.store.records import (
     AttemptOutcome,
     AttemptRecord,
+    DataLease,
+    DataStepRecord,
+    DataStepState,
     EndedBy,
     ExportedModel,
     Extension,
@@ -55,6 +58,7 @@ from nas.core.store.records import (
 )
 from nas.core.store.tables import (
     AttemptRow,
+    DataStepRow,
     ModelRow,
     SearchRow,
     SlotRow,
@@ -212,6 +216,8 @@ class Store:
                 if max_queued is not None and _queued_count(session, owner) >= max_queued:
                     raise QueueFullError(owner, max_queued)
                 session.add(row)
+                session.flush()  # before its data step, which refers to it
+                session.add(_new_data_step(row.id))
                 session.flush()
                 return Submission(search=_search_record(row, [], None, []), created=True)
         except _DuplicateKeyError:
@@ -445,6 +451,12 @@ class Store:
             ).rowcount
             if not renewed:
                 raise LeaseLostError(_slot_lost(lease))
+            session.execute(
+                update(DataStepRow)
+                .where(*_holding(lease.search_id, lease.slot_id))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False)
+            )
             return LeaseState(
                 cancel_requested=bool(
                     session.scalar(
@@ -573,20 +585,16 @@ class Store:
             row = session.get(SearchRow, lease.search_id)
             if row is None:
                 raise LeaseLostError(_slot_lost(lease))
-            session.execute(
-                delete(SlotRow)
-                .where(SlotRow.search_id == lease.search_id)
-                .execution_options(synchronize_session=False)
-            )
-            _interrupt_running_trials(session, lease.search_id)
-            _close(session, row, SearchStatus.FAILED, EndedBy.ERROR, error)
+            _fail_data_step(session, lease.search_id, lease.slot_id, error)
+            _fail_running(session, row, error)
 
     @retried
     def reap_expired(self, max_attempts: int) -> list[str]:
         """Take back what workers that stopped answering held, returning the searches
         concerned: a slot's trial goes to another slot (it fails after ``max_attempts`` lost
         leases in a row without a new epoch); a finishing step goes to another worker (the
-        search fails after ``max_attempts`` lost in a row)."""
+        search fails after ``max_attempts`` lost in a row); a data step goes back to pending
+        (the search fails after ``max_attempts`` lost in a row without more photos decoded)."""
         now = utcnow()
         with self._transaction(write=True) as session:
             expired = session.execute(
@@ -618,7 +626,12 @@ class Store:
                     message = f"the worker finishing the search stopped answering {lost} times"
                     _close(session, row, SearchStatus.FAILED, EndedBy.ERROR, message)
                 _revise(session, row.id)
-            return sorted({search_id for _, search_id in expired} | {row.id for row in finishing})
+            preparing = _reap_data_steps(session, now, max_attempts)
+            return sorted(
+                {search_id for _, search_id in expired}
+                | {row.id for row in finishing}
+                | set(preparing)
+            )
 
     @retried
     def claim_finishing(self, worker_id: str, lease_seconds: float) -> Lease | None:
@@ -696,6 +709,112 @@ class Store:
             row = _held_row(session, lease)
             _end_attempt(session, row, AttemptOutcome.RELEASED, error=None)
             row.worker_id, row.lease_expires_at = None, None
+
+    # The data step: a search's photos prepared once, for every slot ----------------------
+
+    @retried
+    def get_data_step(self, search_id: str) -> DataStepRecord | None:
+        """The search's data step, or None when there is no such search."""
+        with self._transaction() as session:
+            row = session.get(DataStepRow, search_id)
+            return None if row is None else _data_step_record(row)
+
+    @retried
+    def claim_data_step(self, lease: SlotLease, lease_seconds: float) -> DataLease | None:
+        """Take the search's data step for the slot of ``lease``, under a lease of its own
+        that renewing the slot renews too; None unless the step is pending (another slot
+        holds it, or the data is ready).
+
+        Raises:
+            LeaseLostError: the slot's lease does not hold.
+        """
+        pending = (
+            select(DataStepRow.search_id)
+            .where(
+                DataStepRow.search_id == lease.search_id,
+                DataStepRow.state == DataStepState.PENDING.value,
+            )
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            update(DataStepRow)
+            .where(
+                DataStepRow.search_id == pending,
+                DataStepRow.state == DataStepState.PENDING.value,
+            )
+            .values(
+                state=DataStepState.PREPARING.value,
+                holder=lease.slot_id,
+                worker_id=lease.worker_id,
+                token=DataStepRow.token + 1,
+                lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+                images_decoded=0,
+            )
+            .returning(DataStepRow.token)
+            .execution_options(synchronize_session=False)
+        )
+        with self._transaction(write=True) as session:
+            # Locked, so that the slot cannot be taken back before the claim commits.
+            held = select(SlotRow.slot_id).where(*_slot_held_by(lease)).with_for_update()
+            if session.scalar(held) is None:
+                raise LeaseLostError(_slot_lost(lease))
+            token = session.execute(claim).scalar_one_or_none()
+            if token is None:
+                return None
+            return DataLease(
+                search_id=lease.search_id,
+                holder=lease.slot_id,
+                worker_id=lease.worker_id,
+                token=token,
+            )
+
+    @retried
+    def record_data_progress(self, lease: DataLease, images_decoded: int) -> None:
+        """Note how many photos the holder of the data step decoded so far: more than any
+        holder before it is progress, which forgives the step's lost leases.
+
+        Raises:
+            LeaseLostError: the data step's lease does not hold.
+        """
+        reached, lost = DataStepRow.images_reached, DataStepRow.lost_leases
+        further = reached < images_decoded
+        with self._transaction(write=True) as session:
+            recorded = session.execute(
+                update(DataStepRow)
+                .where(*_data_held_by(lease))
+                .values(
+                    images_decoded=images_decoded,
+                    images_reached=case((further, images_decoded), else_=reached),
+                    lost_leases=case((further, 0), else_=lost),
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not recorded:
+                raise LeaseLostError(_data_step_lost(lease))
+
+    @retried
+    def mark_data_ready(self, lease: DataLease, info: dict[str, Any]) -> None:
+        """Note that the search's data lies prepared in its artifacts, as ``info`` says (its
+        file, fingerprint and counts): every slot reads it from there now.
+
+        Raises:
+            LeaseLostError: the data step's lease does not hold.
+        """
+        with self._transaction(write=True) as session:
+            marked = session.execute(
+                update(DataStepRow)
+                .where(*_data_held_by(lease))
+                .values(
+                    state=DataStepState.READY.value,
+                    info=info,
+                    lease_expires_at=None,
+                    prepared_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not marked:
+                raise LeaseLostError(_data_step_lost(lease))
 
     @retried
     def warm_start_configurations(
@@ -1127,6 +1246,10 @@ def _vacate(session: Session, slot: SlotRow, *, lost: bool, max_attempts: int) -
             search.trials_exhausted = False
     session.delete(slot)
     session.flush()
+    if lost:
+        _lose_data_step(session, slot.search_id, slot.slot_id, max_attempts)
+    else:
+        _give_back_data_step(session, slot.search_id, slot.slot_id)
     if (
         search is not None
         and search.status == SearchStatus.RUNNING.value
@@ -1154,6 +1277,13 @@ def _close(
     now = utcnow()
     row.status, row.error, row.ended_by = status.value, error, ended_by.value
     row.finished_at, row.lease_expires_at = now, None
+    # Nobody prepares its data any more: an extension's first slot prepares it again.
+    session.execute(
+        update(DataStepRow)
+        .where(DataStepRow.search_id == row.id, DataStepRow.state == DataStepState.PREPARING.value)
+        .values(**_UNHELD)
+        .execution_options(synchronize_session=False)
+    )
     row.wall_seconds = (
         _wall_seconds_before_resuming(row) + (now - row.resumed_at).total_seconds()
         if row.resumed_at
@@ -1425,4 +1555,150 @@ def _search_record(
         final_training=tuple(FinalTraining(**training) for training in row.final_training or ()),
         resumed_at=row.resumed_at,
         extensions=tuple(_extension_record(entry) for entry in row.extensions or ()),
+    )
+
+
+# Data steps ---------------------------------------------------------------------------------
+
+#: What a data step nobody holds has of a holder.
+_UNHELD = {
+    "state": DataStepState.PENDING.value,
+    "holder": None,
+    "worker_id": None,
+    "lease_expires_at": None,
+}
+
+
+def _new_data_step(search_id: str) -> DataStepRow:
+    return DataStepRow(
+        search_id=search_id,
+        state=DataStepState.PENDING.value,
+        token=0,
+        lost_leases=0,
+        images_decoded=0,
+        images_reached=0,
+    )
+
+
+def _data_held_by(lease: DataLease) -> tuple[Any, ...]:
+    return (
+        DataStepRow.search_id == lease.search_id,
+        DataStepRow.holder == lease.holder,
+        DataStepRow.token == lease.token,
+        DataStepRow.state == DataStepState.PREPARING.value,
+    )
+
+
+def _data_step_lost(lease: DataLease) -> str:
+    return f"the data step of search {lease.search_id} (claim {lease.token}) lost"
+
+
+def _holding(search_id: str, holder: str) -> tuple[Any, ...]:
+    """The data step of ``search_id`` while ``holder`` prepares it."""
+    return (
+        DataStepRow.search_id == search_id,
+        DataStepRow.holder == holder,
+        DataStepRow.state == DataStepState.PREPARING.value,
+    )
+
+
+def _give_back_data_step(session: Session, search_id: str, holder: str) -> None:
+    """Put the data step ``holder`` holds, if it does, back to pending, counting nothing."""
+    session.execute(
+        update(DataStepRow)
+        .where(*_holding(search_id, holder))
+        .values(**_UNHELD)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _lose_data_step(session: Session, search_id: str, holder: str, max_attempts: int) -> None:
+    """The holder of the search's data step was lost, if it held it: count the lost lease."""
+    step = session.scalars(
+        select(DataStepRow).where(*_holding(search_id, holder)).with_for_update()
+    ).one_or_none()
+    if step is not None:
+        _count_lost_data_lease(session, step, max_attempts)
+
+
+def _count_lost_data_lease(session: Session, step: DataStepRow, max_attempts: int) -> None:
+    """Put a data step whose holder was lost back to pending; after ``max_attempts`` lost in a
+    row without more photos decoded, the step and its search fail."""
+    step.lost_leases += 1
+    for name, value in _UNHELD.items():
+        setattr(step, name, value)
+    if step.lost_leases < max_attempts:
+        return
+    error = (
+        f"the worker preparing the search's data stopped answering {step.lost_leases} times "
+        "in a row without decoding more photos"
+    )
+    step.state, step.error = DataStepState.FAILED.value, error
+    search = session.get(SearchRow, step.search_id)
+    if search is not None and not SearchStatus(search.status).terminal:
+        _fail_running(session, search, error)
+
+
+def _fail_data_step(session: Session, search_id: str, holder: str, error: str | None) -> None:
+    """Fail the data step the slot ``holder`` holds, if it does, with the error that fails
+    its search."""
+    session.execute(
+        update(DataStepRow)
+        .where(*_holding(search_id, holder))
+        .values(state=DataStepState.FAILED.value, error=error, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _reap_data_steps(session: Session, now: datetime, max_attempts: int) -> list[str]:
+    """Count the lost lease of every data step whose holder stopped renewing it; the searches
+    concerned."""
+    expired = session.scalars(
+        select(DataStepRow.search_id).where(
+            DataStepRow.state == DataStepState.PREPARING.value,
+            DataStepRow.lease_expires_at < now,
+        )
+    ).all()
+    for search_id in expired:
+        # The search's row first, as every writer of a search locks it.
+        _revise(session, search_id)
+        step = session.scalars(
+            select(DataStepRow)
+            .where(
+                DataStepRow.search_id == search_id,
+                DataStepRow.state == DataStepState.PREPARING.value,
+                DataStepRow.lease_expires_at < now,
+            )
+            .with_for_update(skip_locked=True)
+        ).one_or_none()
+        if step is not None:
+            _count_lost_data_lease(session, step, max_attempts)
+    return list(expired)
+
+
+def _fail_running(session: Session, row: SearchRow, error: str) -> None:
+    """Fail a search that has not ended: its slots lose their leases, its trials stop."""
+    session.execute(
+        delete(SlotRow)
+        .where(SlotRow.search_id == row.id)
+        .execution_options(synchronize_session=False)
+    )
+    _interrupt_running_trials(session, row.id)
+    _close(session, row, SearchStatus.FAILED, EndedBy.ERROR, error)
+
+
+def _data_step_record(row: DataStepRow) -> DataStepRecord:
+    return DataStepRecord(
+        search_id=row.search_id,
+        state=DataStepState(row.state),
+        holder=row.holder,
+        worker_id=row.worker_id,
+        token=row.token,
+        lease_expires_at=row.lease_expires_at,
+        lost_leases=row.lost_leases,
+        images_decoded=row.images_decoded,
+        images_reached=row.images_reached,
+        info=dict(row.info or {}),
+        error=row.error,
+        prepared_at=row.prepared_at,
     )

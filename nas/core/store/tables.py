@@ -132,6 +132,30 @@ class SlotRow(Base):
     trial_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class DataStepRow(Base):
+    """A search's data step: its photos prepared once, under the step's own lease, into the
+    search's artifacts. ``token`` counts the claims and fences the latest holder."""
+
+    __tablename__ = "search_data_steps"
+
+    search_id: Mapped[str] = mapped_column(
+        ForeignKey("searches.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    #: The slot that holds the step (or prepared the data).
+    holder: Mapped[str | None] = mapped_column(String(32))
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: Leases lost in a row since a holder last decoded more photos than any before it.
+    lost_leases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    images_decoded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    images_reached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    prepared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class ModelRow(Base):
     __tablename__ = "exported_models"
 
