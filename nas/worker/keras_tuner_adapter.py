@@ -8,7 +8,8 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
 - The oracle's saved state shared by every worker of a search: reloaded with its ongoing
   trials kept (``Oracle.reload`` would queue them all for a retry), the ongoing trials of
   tuners that died moved to its retry queue, trials the store failed ended as failed.
-- Two private hooks of ``keras_tuner.Tuner`` that this service's tuners override.
+- Three private hooks of ``keras_tuner.Tuner`` that this service's tuners override, and the
+  trial's best-epoch checkpoint (``SaveBestEpoch``) a resumed fit starts from its kept best.
 - The oracles' random draw (``Oracle._random_values``), which every built-in algorithm makes
   for its first trials: this service's oracles put their own configurations before it.
 - Hyperband's tuner driven by another oracle: its ``run_trial`` trains from
@@ -31,6 +32,7 @@ import keras
 import keras_tuner
 from keras_tuner.src import backend as keras_tuner_backend
 from keras_tuner.src import utils as keras_tuner_utils
+from keras_tuner.src.engine import tuner_utils
 
 _keras_tuner_save_json = keras_tuner_utils.save_json
 
@@ -192,10 +194,13 @@ def end_failed_trials(oracle: keras_tuner.Oracle, failed: Mapping[str, str]) -> 
 
 class PrivateTunerHooks:
     """Mixin for a ``keras_tuner.Tuner`` that keeps this process's choices across KerasTuner's
-    private steps: set ``dtype_policy`` and ``distribution`` on the tuner."""
+    private steps (set ``dtype_policy`` and ``distribution`` on the tuner), and lets a fit
+    resume from a ``keras.callbacks.BackupAndRestore`` among its callbacks."""
 
     dtype_policy: Any
     distribution: Any | None
+    #: The callbacks of the fit in progress, in the order Keras calls them.
+    fit_callbacks: tuple[keras.callbacks.Callback, ...] = ()
 
     def _populate_initial_space(self) -> None:
         # KerasTuner builds models to explore the conditional scopes; declaring is enough (no
@@ -212,6 +217,27 @@ class PrivateTunerHooks:
         if self.distribution is not None:
             keras.distribution.set_distribution(self.distribution)
         return super()._build_hypermodel(hp)  # type: ignore[misc]
+
+    def _build_and_fit_model(
+        self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any
+    ) -> Any:
+        # KerasTuner appends its own callbacks to the caller's, the trial's best-epoch
+        # checkpoint last: a backup written before it could hold an epoch whose weights the
+        # checkpoint never got, and a fit resumed from that backup would never save them.
+        callbacks = list(kwargs.get("callbacks", []))
+        backups = [c for c in callbacks if isinstance(c, keras.callbacks.BackupAndRestore)]
+        others = [c for c in callbacks if not isinstance(c, keras.callbacks.BackupAndRestore)]
+        kwargs["callbacks"] = [*others, *backups]
+        self.fit_callbacks = tuple(kwargs["callbacks"])
+        return super()._build_and_fit_model(trial, *args, **kwargs)  # type: ignore[misc]
+
+    def resume_best_epoch_checkpoint(self, best_value: float) -> None:
+        """The fit in progress resumed from a backup, and the trial's checkpoint holds its
+        best epoch so far, of objective ``best_value``: KerasTuner's ``SaveBestEpoch``, which
+        starts each fit from the worst value, saves over it only a better epoch."""
+        for callback in self.fit_callbacks:
+            if isinstance(callback, tuner_utils.SaveBestEpoch):
+                callback.best_value = best_value
 
 
 class SeededDraws:

@@ -10,7 +10,7 @@ import inspect
 
 import keras_tuner
 from keras_tuner.src import backend, utils
-from keras_tuner.src.engine import oracle, stateful, tuner
+from keras_tuner.src.engine import oracle, stateful, tuner, tuner_utils
 from keras_tuner.src.tuners import bayesian, hyperband, randomsearch
 
 from nas.worker.keras_tuner_adapter import (
@@ -58,12 +58,26 @@ def test_the_oracle_state_is_where_the_shared_oracle_reads_and_changes_it() -> N
 
 
 def test_the_private_tuner_hooks_overridden_still_exist_with_their_signatures() -> None:
-    for name in ("_populate_initial_space", "_build_hypermodel"):
+    for name in ("_populate_initial_space", "_build_hypermodel", "_build_and_fit_model"):
         assert name in vars(PrivateTunerHooks)
         ours = list(inspect.signature(getattr(PrivateTunerHooks, name)).parameters)
         # Defined on KerasTuner's base tuner, with the same parameters as the override.
         theirs = getattr(keras_tuner.Tuner, name)
         assert list(inspect.signature(theirs).parameters) == ours, name
+
+
+def test_a_trial_s_fit_gets_the_best_epoch_checkpoint_last_through_build_and_fit_model() -> None:
+    # Tuner.run_trial appends SaveBestEpoch after the caller's callbacks and hands them to
+    # _build_and_fit_model, where the backup is moved after it.
+    run_trial = inspect.getsource(tuner.Tuner.run_trial)
+    assert "model_checkpoint = tuner_utils.SaveBestEpoch(" in run_trial
+    assert run_trial.index("callbacks.append(model_checkpoint)") < run_trial.index(
+        "self._build_and_fit_model(trial, *args, **copied_kwargs)"
+    )
+    # A resumed fit sets its best value: it saves only an epoch better than that one.
+    assert "self.best_value = " in inspect.getsource(tuner_utils.SaveBestEpoch.__init__)
+    saves = inspect.getsource(tuner_utils.SaveBestEpoch.on_epoch_end)
+    assert "if self.objective.better_than(current_value, self.best_value):" in saves
 
 
 def test_every_algorithm_draws_its_first_trials_through_oracle_random_values() -> None:
