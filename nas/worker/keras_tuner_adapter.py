@@ -12,6 +12,8 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
   trial's best-epoch checkpoint (``SaveBestEpoch``) a resumed fit starts from its kept best.
 - The oracles' random draw (``Oracle._random_values``), which every built-in algorithm makes
   for its first trials: this service's oracles put their own configurations before it.
+- The files of Keras's ``BackupAndRestore`` (the latest backup and the one before it),
+  checked before a fit resumes from them: a kill mid-write leaves a backup cut short.
 - Hyperband's tuner driven by another oracle: its ``run_trial`` trains from
   ``tuner/initial_epoch`` to ``tuner/epochs`` and its ``_build_hypermodel`` loads the weights
   of ``tuner/trial_id``'s checkpoint, which is how ASHA's promotions resume.
@@ -23,11 +25,13 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import h5py
 import keras
 import keras_tuner
 from keras_tuner.src import backend as keras_tuner_backend
@@ -238,6 +242,44 @@ class PrivateTunerHooks:
         for callback in self.fit_callbacks:
             if isinstance(callback, tuner_utils.SaveBestEpoch):
                 callback.best_value = best_value
+
+
+class TrialBackup(keras.callbacks.BackupAndRestore):
+    """Keras's ``BackupAndRestore`` that keeps the backup before the latest one, and resumes
+    only from one it can read whole. A kill mid-write cuts the latest short: Keras falls back
+    on the one before where the weights do not open, but not where the epoch's file is cut,
+    and the first backup has none before it (the fit then starts from scratch)."""
+
+    def __init__(self, backup_dir: str) -> None:
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        latest = (self._weights_path, self._training_metadata_path)
+        before = (self._prev_weights_path, self._prev_training_metadata_path)
+        if not _readable_backup(*latest):
+            if _readable_backup(*before):
+                for whole, cut in zip(before, latest, strict=True):
+                    shutil.copyfile(whole, cut)
+            else:
+                shutil.rmtree(self.backup_dir, ignore_errors=True)
+        super().on_train_begin(logs)
+
+
+def _readable_backup(weights: str, metadata: str) -> bool:
+    """Whether the backup's weights read back whole and its epoch's file parses."""
+    try:
+        with h5py.File(weights, "r") as file:
+            file.visititems(_read_dataset)
+        with open(metadata) as file:
+            int(json.load(file)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _read_dataset(_name: str, item: h5py.Group | h5py.Dataset) -> None:
+    if isinstance(item, h5py.Dataset):
+        _ = item[()]  # a file cut short fails here, if not when opened
 
 
 class SeededDraws:

@@ -19,6 +19,7 @@ from nas.worker.journal import TrialJournal
 from nas.worker.keras_tuner_adapter import (
     CheckpointResumingTuner,
     PrivateTunerHooks,
+    TrialBackup,
     write_tuner_state_atomically,
 )
 from nas.worker.oracles import INITIAL_EPOCH, build_oracle
@@ -222,13 +223,8 @@ class ReportingTuner(PrivateTunerHooks):
         if self.executions_per_trial == 1:  # type: ignore[attr-defined]
             # Each epoch's end backs up the weights, the optimizer's state and the epoch
             # number, after the journal recorded the epoch (a kill in between trains it again):
-            # a rerun of the trial, its worker dead or stopped, goes on from there. The backup
-            # before it is kept until the new one is written: a kill mid-write leaves that one.
-            kwargs["callbacks"].append(
-                keras.callbacks.BackupAndRestore(
-                    self._backup_dir(trial.trial_id), double_checkpoint=True
-                )
-            )
+            # a rerun of the trial, its worker dead or stopped, goes on from there.
+            kwargs["callbacks"].append(TrialBackup(self._backup_dir(trial.trial_id)))
         results = super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
         kept = self.journal.kept_epochs(trial.trial_id)
         for history in results:

@@ -5,6 +5,7 @@ with the journal, the trial's best-epoch checkpoint and early stopping where the
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,17 +166,27 @@ def test_a_trial_taken_over_goes_on_from_its_backup(store: Store, tmp_path: Path
     assert isinstance(tuner.fit_callbacks[-1], keras.callbacks.BackupAndRestore)
 
 
-def test_a_rerun_without_a_backup_trains_from_scratch(store: Store, tmp_path: Path) -> None:
+def cut_in_half(path: Path) -> None:
+    """As a kill leaves a file it was writing."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("backup", ["removed", "cut"])
+def test_a_rerun_without_a_backup_it_can_read_trains_from_scratch(
+    store: Store, tmp_path: Path, backup: str
+) -> None:
     spec, search_id = queued_search(store, epochs=3, patience=0)
     project_dir = tmp_path / "tuner"
     first = join(store, "first", lease_seconds=600)
     with pytest.raises(SearchInterrupted):
-        run_slot(store, spec, project_dir, first, stop_after=2)
+        run_slot(store, spec, project_dir, first, stop_after=1)
     (stopped,) = store.list_trials(search_id)
     store.leave_slot(first, died=False, max_attempts=3)
-    # As if it had died between its fit's end (which removes the backup) and the trial's.
-    for path in sorted((project_dir / "trial_0" / BACKUP_FOLDER).iterdir()):
-        path.unlink()
+    folder = project_dir / "trial_0" / BACKUP_FOLDER
+    if backup == "removed":  # it died between its fit's end (which removes it) and the trial's
+        shutil.rmtree(folder)
+    else:  # killed while it wrote its first backup, with none before it
+        cut_in_half(folder / "latest.weights.h5")
 
     run_slot(store, spec, project_dir, join(store, "second", lease_seconds=600))
 
@@ -184,8 +195,9 @@ def test_a_rerun_without_a_backup_trains_from_scratch(store: Store, tmp_path: Pa
     assert trial.history[0] != stopped.history[0], "epoch 0 trained again"
 
 
+@pytest.mark.parametrize("cut", ["latest.weights.h5", "training_metadata.json"])
 def test_a_backup_cut_by_a_kill_mid_write_leaves_the_one_before(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, cut: str
 ) -> None:
     spec, search_id = queued_search(store, epochs=4, patience=0, pruning=False)
     project_dir = tmp_path / "tuner"
@@ -194,9 +206,8 @@ def test_a_backup_cut_by_a_kill_mid_write_leaves_the_one_before(
         run_slot(store, spec, project_dir, first, stop_after=2)
     (stopped,) = store.list_trials(search_id)
     store.leave_slot(first, died=False, max_attempts=3)
-    # Killed while it wrote the weights after epoch 1, over those after epoch 0.
-    weights = project_dir / "trial_0" / BACKUP_FOLDER / "latest.weights.h5"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    # Killed while it wrote the backup of epoch 1 over that of epoch 0.
+    cut_in_half(project_dir / "trial_0" / BACKUP_FOLDER / cut)
 
     run_slot(store, spec, project_dir, join(store, "second", lease_seconds=600))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 
+import keras
 import keras_tuner
 from keras_tuner.src import backend, utils
 from keras_tuner.src.engine import oracle, stateful, tuner, tuner_utils
@@ -78,6 +79,25 @@ def test_a_trial_s_fit_gets_the_best_epoch_checkpoint_last_through_build_and_fit
     assert "self.best_value = " in inspect.getsource(tuner_utils.SaveBestEpoch.__init__)
     saves = inspect.getsource(tuner_utils.SaveBestEpoch.on_epoch_end)
     assert "if self.objective.better_than(current_value, self.best_value):" in saves
+
+
+def test_a_trial_backup_knows_where_keras_writes_the_latest_backup_and_the_one_before() -> None:
+    init = inspect.getsource(keras.callbacks.BackupAndRestore.__init__)
+    for name in (
+        "_weights_path",
+        "_training_metadata_path",
+        "_prev_weights_path",
+        "_prev_training_metadata_path",
+    ):
+        assert f"self.{name} = " in init, name
+    # The weights first, then the epoch; the one before is copied aside before either.
+    save = inspect.getsource(keras.callbacks.BackupAndRestore._save_model)
+    assert save.index("file_utils.copy(self._weights_path, self._prev_weights_path)") < save.index(
+        "self.model.save_weights(filepath=self._weights_path"
+    )
+    assert save.index("self.model.save_weights(") < save.index('"epoch": self._current_epoch')
+    restore = inspect.getsource(keras.callbacks.BackupAndRestore.on_train_begin)
+    assert "self._load_model()" in restore
 
 
 def test_every_algorithm_draws_its_first_trials_through_oracle_random_values() -> None:
