@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -38,6 +39,7 @@ from keras_tuner.src import backend as keras_tuner_backend
 from keras_tuner.src import utils as keras_tuner_utils
 from keras_tuner.src.engine import tuner_utils
 
+log = logging.getLogger(__name__)
 _keras_tuner_save_json = keras_tuner_utils.save_json
 
 
@@ -238,10 +240,14 @@ class PrivateTunerHooks:
     def resume_best_epoch_checkpoint(self, best_value: float) -> None:
         """The fit in progress resumed from a backup, and the trial's checkpoint holds its
         best epoch so far, of objective ``best_value``: KerasTuner's ``SaveBestEpoch``, which
-        starts each fit from the worst value, saves over it only a better epoch."""
+        starts each fit from the worst value, saves over it only a better epoch. A checkpoint
+        a kill cut short is saved over at the next epoch, as a fit from scratch does."""
         for callback in self.fit_callbacks:
             if isinstance(callback, tuner_utils.SaveBestEpoch):
-                callback.best_value = best_value
+                if _weights_read_whole(callback.filepath):
+                    callback.best_value = best_value
+                else:
+                    log.warning("the checkpoint %s was cut short: saved again", callback.filepath)
 
 
 class TrialBackup(keras.callbacks.BackupAndRestore):
@@ -256,11 +262,17 @@ class TrialBackup(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         latest = (self._weights_path, self._training_metadata_path)
         before = (self._prev_weights_path, self._prev_training_metadata_path)
-        if not _readable_backup(*latest):
+        if os.path.exists(self.backup_dir) and not _readable_backup(*latest):
             if _readable_backup(*before):
+                log.warning(
+                    "the backup in %s was cut short: resuming from the one before", self.backup_dir
+                )
                 for whole, cut in zip(before, latest, strict=True):
                     shutil.copyfile(whole, cut)
             else:
+                log.warning(
+                    "the backup in %s was cut short: training from scratch", self.backup_dir
+                )
                 shutil.rmtree(self.backup_dir, ignore_errors=True)
         super().on_train_begin(logs)
 
@@ -268,11 +280,19 @@ class TrialBackup(keras.callbacks.BackupAndRestore):
 def _readable_backup(weights: str, metadata: str) -> bool:
     """Whether the backup's weights read back whole and its epoch's file parses."""
     try:
-        with h5py.File(weights, "r") as file:
-            file.visititems(_read_dataset)
         with open(metadata) as file:
             int(json.load(file)["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return _weights_read_whole(weights)
+
+
+def _weights_read_whole(path: str) -> bool:
+    """Whether the weights file at ``path`` opens and reads back whole."""
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems(_read_dataset)
+    except (OSError, ValueError, KeyError):
         return False
     return True
 

@@ -217,6 +217,23 @@ def test_a_backup_cut_by_a_kill_mid_write_leaves_the_one_before(
     assert trial.history[1] != stopped.history[1], "epoch 1 trained again"
 
 
+def test_a_best_epoch_checkpoint_cut_by_a_kill_is_saved_again(store: Store, tmp_path: Path) -> None:
+    spec, search_id = queued_search(store, epochs=3, patience=0, pruning=False)
+    project_dir = tmp_path / "tuner"
+    first = join(store, "first", lease_seconds=600)
+    with pytest.raises(SearchInterrupted):
+        run_slot(store, spec, project_dir, first, stop_after=2)
+    store.leave_slot(first, died=False, max_attempts=3)
+    cut_in_half(project_dir / "trial_0" / "checkpoint.weights.h5")
+
+    tuner = run_slot(store, spec, project_dir, join(store, "second", lease_seconds=600))
+
+    (trial,) = store.list_trials(search_id)
+    assert (trial.status, trial.resumed_at_epochs) == (TrialStatus.COMPLETED, (2,))
+    # Its last epoch was no better than its first two: saved anyway, over the cut file.
+    assert tuner.load_model(tuner.oracle.get_trial("0")).count_params() == 10
+
+
 def test_the_journal_goes_on_from_the_epochs_the_store_kept(store: Store) -> None:
     _spec, search_id = queued_search(store, epochs=6)
     first = TrialJournal(store, join(store, "first", lease_seconds=0.0), "val_accuracy")

@@ -75,8 +75,9 @@ def test_a_trial_s_fit_gets_the_best_epoch_checkpoint_last_through_build_and_fit
     assert run_trial.index("callbacks.append(model_checkpoint)") < run_trial.index(
         "self._build_and_fit_model(trial, *args, **copied_kwargs)"
     )
-    # A resumed fit sets its best value: it saves only an epoch better than that one.
-    assert "self.best_value = " in inspect.getsource(tuner_utils.SaveBestEpoch.__init__)
+    # A resumed fit sets its best value (its file read whole): it saves only a better epoch.
+    best_epoch = inspect.getsource(tuner_utils.SaveBestEpoch.__init__)
+    assert "self.best_value = " in best_epoch and "self.filepath = filepath" in best_epoch
     saves = inspect.getsource(tuner_utils.SaveBestEpoch.on_epoch_end)
     assert "if self.objective.better_than(current_value, self.best_value):" in saves
 
