@@ -55,6 +55,9 @@ class TrialOut(BaseModel):
     worker_id: str | None = None
     hostname: str | None = None
     accelerator: dict[str, Any] | None = None
+    #: The epochs (from 0) at which it resumed from its checkpoint after its worker died or
+    #: stopped: ``history`` before them is the earlier run's, not trained again.
+    resumed_at_epochs: list[int] = []
 
     @classmethod
     def of(cls, trial: TrialRecord, rank: int | None, final_epochs: int | None = None) -> TrialOut:
@@ -77,6 +80,7 @@ class TrialOut(BaseModel):
             worker_id=trial.worker_id,
             hostname=trial.hostname,
             accelerator=trial.accelerator,
+            resumed_at_epochs=list(trial.resumed_at_epochs),
         )
 
 

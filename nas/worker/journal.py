@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from nas.core.store import SlotLease, Store, TrialStatus
+from nas.core.store import SlotLease, Store, TrialRecord, TrialStatus
 from nas.core.store.ranking import objective_is_maximized
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ class TrialJournal:
         self._maximize = objective_is_maximized(objective)
         self._started: dict[str, float] = {}
         self._best: dict[str, float] = {}
+        self._kept: dict[str, tuple[dict[str, float], ...]] = {}
         self._stop_reasons: dict[str, str] = {}
         self.cancel_requested = False
 
@@ -37,9 +38,34 @@ class TrialJournal:
     def trial_started(self, trial_id: str, hyperparameters: dict[str, Any]) -> None:
         self._started[trial_id] = time.monotonic()
         self._best.pop(trial_id, None)
+        self._kept.pop(trial_id, None)
         self._stop_reasons.pop(trial_id, None)
         self._store.start_trial(self._lease, trial_id, _plain(hyperparameters))
         log.info("trial %s started: %s", trial_id, hyperparameters)
+
+    def training_begins(self, trial_id: str, epoch: int) -> TrialRecord:
+        """The trial trains from its epoch ``epoch`` (from 0) on: past 0, it resumed from the
+        checkpoint of an earlier run, whose epochs before it the store keeps (any others are
+        dropped). Returns the trial as kept; its best score and seconds go on from there."""
+        kept = self._store.resume_trial(self._lease, trial_id, epochs=epoch)
+        self._kept[trial_id] = kept.history
+        if kept.score is None:
+            self._best.pop(trial_id, None)
+        else:
+            self._best[trial_id] = kept.score
+        self._started[trial_id] = self._started.get(trial_id, time.monotonic()) - kept.seconds
+        if kept.history:
+            log.info(
+                "trial %s resumes at epoch %d from the checkpoint of an earlier run",
+                trial_id,
+                len(kept.history),
+            )
+        return kept
+
+    def kept_epochs(self, trial_id: str) -> tuple[dict[str, float], ...]:
+        """The epochs of an earlier run the trial's training resumed after (none if it
+        trained from scratch)."""
+        return self._kept.get(trial_id, ())
 
     def epoch_ended(
         self, trial_id: str, epoch: int, logs: dict[str, Any], params: int

@@ -8,9 +8,12 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
 - The oracle's saved state shared by every worker of a search: reloaded with its ongoing
   trials kept (``Oracle.reload`` would queue them all for a retry), the ongoing trials of
   tuners that died moved to its retry queue, trials the store failed ended as failed.
-- Two private hooks of ``keras_tuner.Tuner`` that this service's tuners override.
+- Three private hooks of ``keras_tuner.Tuner`` that this service's tuners override, and the
+  trial's best-epoch checkpoint (``SaveBestEpoch``) a resumed fit starts from its kept best.
 - The oracles' random draw (``Oracle._random_values``), which every built-in algorithm makes
   for its first trials: this service's oracles put their own configurations before it.
+- The files of Keras's ``BackupAndRestore`` (the latest backup and the one before it),
+  checked before a fit resumes from them: a kill mid-write leaves a backup cut short.
 - Hyperband's tuner driven by another oracle: its ``run_trial`` trains from
   ``tuner/initial_epoch`` to ``tuner/epochs`` and its ``_build_hypermodel`` loads the weights
   of ``tuner/trial_id``'s checkpoint, which is how ASHA's promotions resume.
@@ -21,17 +24,22 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import h5py
 import keras
 import keras_tuner
 from keras_tuner.src import backend as keras_tuner_backend
 from keras_tuner.src import utils as keras_tuner_utils
+from keras_tuner.src.engine import tuner_utils
 
+log = logging.getLogger(__name__)
 _keras_tuner_save_json = keras_tuner_utils.save_json
 
 
@@ -192,10 +200,13 @@ def end_failed_trials(oracle: keras_tuner.Oracle, failed: Mapping[str, str]) -> 
 
 class PrivateTunerHooks:
     """Mixin for a ``keras_tuner.Tuner`` that keeps this process's choices across KerasTuner's
-    private steps: set ``dtype_policy`` and ``distribution`` on the tuner."""
+    private steps (set ``dtype_policy`` and ``distribution`` on the tuner), and lets a fit
+    resume from a ``keras.callbacks.BackupAndRestore`` among its callbacks."""
 
     dtype_policy: Any
     distribution: Any | None
+    #: The callbacks of the fit in progress, in the order Keras calls them.
+    fit_callbacks: tuple[keras.callbacks.Callback, ...] = ()
 
     def _populate_initial_space(self) -> None:
         # KerasTuner builds models to explore the conditional scopes; declaring is enough (no
@@ -212,6 +223,83 @@ class PrivateTunerHooks:
         if self.distribution is not None:
             keras.distribution.set_distribution(self.distribution)
         return super()._build_hypermodel(hp)  # type: ignore[misc]
+
+    def _build_and_fit_model(
+        self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any
+    ) -> Any:
+        # KerasTuner appends its own callbacks to the caller's, the trial's best-epoch
+        # checkpoint last: a backup written before it could hold an epoch whose weights the
+        # checkpoint never got, and a fit resumed from that backup would never save them.
+        callbacks = list(kwargs.get("callbacks", []))
+        backups = [c for c in callbacks if isinstance(c, keras.callbacks.BackupAndRestore)]
+        others = [c for c in callbacks if not isinstance(c, keras.callbacks.BackupAndRestore)]
+        kwargs["callbacks"] = [*others, *backups]
+        self.fit_callbacks = tuple(kwargs["callbacks"])
+        return super()._build_and_fit_model(trial, *args, **kwargs)  # type: ignore[misc]
+
+    def resume_best_epoch_checkpoint(self, best_value: float) -> None:
+        """The fit in progress resumed from a backup, and the trial's checkpoint holds its
+        best epoch so far, of objective ``best_value``: KerasTuner's ``SaveBestEpoch``, which
+        starts each fit from the worst value, saves over it only a better epoch. A checkpoint
+        a kill cut short is saved over at the next epoch, as a fit from scratch does."""
+        for callback in self.fit_callbacks:
+            if isinstance(callback, tuner_utils.SaveBestEpoch):
+                if _weights_read_whole(callback.filepath):
+                    callback.best_value = best_value
+                else:
+                    log.warning("the checkpoint %s was cut short: saved again", callback.filepath)
+
+
+class TrialBackup(keras.callbacks.BackupAndRestore):
+    """Keras's ``BackupAndRestore`` that keeps the backup before the latest one, and resumes
+    only from one it can read whole. A kill mid-write cuts the latest short: Keras falls back
+    on the one before where the weights do not open, but not where the epoch's file is cut,
+    and the first backup has none before it (the fit then starts from scratch)."""
+
+    def __init__(self, backup_dir: str) -> None:
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        latest = (self._weights_path, self._training_metadata_path)
+        before = (self._prev_weights_path, self._prev_training_metadata_path)
+        if os.path.exists(self.backup_dir) and not _readable_backup(*latest):
+            if _readable_backup(*before):
+                log.warning(
+                    "the backup in %s was cut short: resuming from the one before", self.backup_dir
+                )
+                for whole, cut in zip(before, latest, strict=True):
+                    shutil.copyfile(whole, cut)
+            else:
+                log.warning(
+                    "the backup in %s was cut short: training from scratch", self.backup_dir
+                )
+                shutil.rmtree(self.backup_dir, ignore_errors=True)
+        super().on_train_begin(logs)
+
+
+def _readable_backup(weights: str, metadata: str) -> bool:
+    """Whether the backup's weights read back whole and its epoch's file parses."""
+    try:
+        with open(metadata) as file:
+            int(json.load(file)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return _weights_read_whole(weights)
+
+
+def _weights_read_whole(path: str) -> bool:
+    """Whether the weights file at ``path`` opens and reads back whole."""
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems(_read_dataset)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def _read_dataset(_name: str, item: h5py.Group | h5py.Dataset) -> None:
+    if isinstance(item, h5py.Dataset):
+        _ = item[()]  # a file cut short fails here, if not when opened
 
 
 class SeededDraws:

@@ -130,6 +130,70 @@ def test_sigkill_mid_trial_is_resumed_by_another_worker(
     )
 
 
+RESUMED_EPOCHS = 10
+
+
+# The resume is the tuner's and the artifacts'; the store's part runs on both databases in
+# tests/integration/test_store.py.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_trial_whose_worker_is_killed_goes_on_from_its_last_backed_up_epoch(
+    fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    logs = logs_dir(tmp_path)
+    body = search_body(
+        photos,
+        space={**MINIMAL_SPACE, "filters": [16, 32]},
+        tuner={
+            "algorithm": "random",
+            "max_trials": 2,
+            "epochs": RESUMED_EPOCHS,
+            "batch_size": 16,
+            "seed": 3,
+            "patience": 0,
+            "pruning": False,
+        },
+        export_top_k=1,
+        final_top_k=0,
+    )
+    search_id = submit(client, body)["id"]
+    first = start_worker(fault_settings, logs, "first")
+
+    def two_epochs_in() -> TrialRecord | None:
+        trials = store.list_trials(search_id)
+        running = [t for t in trials if t.status == TrialStatus.RUNNING and t.epochs >= 2]
+        return running[0] if running else None
+
+    before = wait_until(two_epochs_in, 180, "a trial two epochs in", 0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    killed_at = datetime.now(UTC)
+    second = start_worker(fault_settings, logs, "second")
+    try:
+        search = finished(store, search_id)
+    finally:
+        assert stop_process(second) == 0
+    assert search.status == SearchStatus.SUCCEEDED, (logs / "second.log").read_text()[-3000:]
+    trials = {trial.trial_id: trial for trial in store.list_trials(search_id)}
+    assert len(trials) == search.trials_planned == 2, "each trial once"
+    assert all(trial.status == TrialStatus.COMPLETED for trial in trials.values())
+    resumed = trials[before.trial_id]
+    assert resumed.worker_id != before.worker_id and resumed.started_at > killed_at
+    # Its backup is written once the journal recorded the epoch: it holds all the epochs the
+    # store had at the kill (the two or more seen, or any recorded since), or one fewer.
+    (at,) = resumed.resumed_at_epochs
+    assert at >= max(before.epochs - 1, 1)
+    # Those epochs are the first worker's, untouched (a retrained epoch 0 would have another
+    # time and other metrics); the second worker trained only the rest.
+    seen = min(at, before.epochs)
+    assert resumed.history[:seen] == before.history[:seen]
+    assert resumed.epochs == RESUMED_EPOCHS
+    assert f"trial {before.trial_id} resumes at epoch {at}" in (logs / "second.log").read_text()
+    board = client.get(f"/v1/searches/{search_id}/leaderboard").json()["trials"]
+    shown = {trial["trial_id"]: trial["resumed_at_epochs"] for trial in board}
+    assert shown == {trial_id: list(trial.resumed_at_epochs) for trial_id, trial in trials.items()}
+    assert store.list_models(search_id), "the best model was exported"
+
+
 @pytest.mark.parametrize("algorithm", ["asha", "random", "bayesian", "hyperband"])
 def test_sigterm_gives_the_search_back_and_it_resumes(
     algorithm: str,

@@ -92,6 +92,7 @@ SEARCH_WRITES: dict[str, tuple[str, Write]] = {
         lambda store, held: store.finish_search(held.finishing, SearchStatus.SUCCEEDED),
     ),
     "start_trial": ("slot", lambda store, held: store.start_trial(held.slot, "1", {"u": 8})),
+    "resume_trial": ("trial", lambda store, held: store.resume_trial(held.slot, "0", epochs=0)),
     "record_epoch": (
         "trial",
         lambda store, held: store.record_epoch(

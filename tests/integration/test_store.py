@@ -18,6 +18,7 @@ from nas.core.store import (
     OracleOutcome,
     RunningTrial,
     SearchStatus,
+    SlotLease,
     Store,
     TrialStatus,
     create_store,
@@ -99,16 +100,66 @@ def test_trials_progress_and_best(store: Store) -> None:
     assert listed.best_trial == trials["1"]
 
 
-def test_restarted_trial_starts_clean(store: Store) -> None:
+def record_epochs(store: Store, lease: SlotLease, trial_id: str, scores: list[float]) -> None:
+    for epoch, score in enumerate(scores):
+        store.record_epoch(
+            lease,
+            trial_id,
+            epoch=epoch,
+            metrics={"val_accuracy": score},
+            score=max(scores[: epoch + 1]),
+            params=7,
+            seconds=epoch + 1.5,
+        )
+
+
+def test_a_restarted_trial_without_a_checkpoint_starts_clean(store: Store) -> None:
     queue(store, 1)
     lease = join(store)
     store.start_trial(lease, "0", {"a": 1})
-    store.record_epoch(
-        lease, "0", epoch=0, metrics={"val_accuracy": 0.5}, score=0.5, params=1, seconds=1
-    )
+    record_epochs(store, lease, "0", [0.5])
     store.start_trial(lease, "0", {"a": 1})
+    kept = store.resume_trial(lease, "0", epochs=0)
     (trial,) = store.list_trials(lease.search_id)
+    assert trial == kept
     assert trial.history == () and trial.score is None and trial.status == TrialStatus.RUNNING
+    assert (trial.epochs, trial.seconds, trial.params) == (0, 0.0, None)
+    assert trial.resumed_at_epochs == ()
+
+
+def test_a_trial_resumed_from_its_checkpoint_keeps_the_epochs_it_holds(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    first = join(store, "w1", lease_seconds=0.0)
+    assert first.search_id == search_id
+    store.start_trial(first, "0", {"a": 1})
+    record_epochs(store, first, "0", [0.5, 0.8, 0.6, 0.9])
+    time.sleep(0.01)
+    store.reap_expired(max_attempts=3)  # its worker died after epoch 3 and before its backup
+    second = join(store, "w2")
+    store.start_trial(second, "0", {"a": 1})
+    (waiting,) = store.list_trials(search_id)
+    assert len(waiting.history) == 4, "an earlier run's epochs stay until the trial trains"
+
+    kept = store.resume_trial(second, "0", epochs=3)
+
+    assert kept.history == ({"val_accuracy": 0.5}, {"val_accuracy": 0.8}, {"val_accuracy": 0.6})
+    assert (kept.epochs, kept.score, kept.params) == (3, 0.8, 7), "epoch 3's 0.9 is dropped"
+    assert kept.seconds == 4.5, "the seconds its runs trained"
+    assert kept.resumed_at_epochs == (3,) and kept.worker_id == "w2"
+    store.record_epoch(
+        second, "0", epoch=3, metrics={"val_accuracy": 0.7}, score=0.8, params=7, seconds=6.0
+    )
+    store.resume_trial(second, "0", epochs=4)  # resumed again, one epoch further
+    store.record_epoch(
+        second, "0", epoch=4, metrics={"val_accuracy": 0.95}, score=0.95, params=7, seconds=7.0
+    )
+    store.finish_trial(second, "0", status=TrialStatus.COMPLETED, score=0.95, seconds=7.5)
+    (trial,) = store.list_trials(search_id)
+    assert [epoch["val_accuracy"] for epoch in trial.history] == [0.5, 0.8, 0.6, 0.7, 0.95]
+    assert trial.resumed_at_epochs == (3, 4)
+    assert trial.lost_leases == 0, "its new epochs are progress"
+    search = store.get_search(search_id)
+    assert search is not None and search.best_trial == trial
 
 
 def test_cancel_queued_and_running(store: Store) -> None:
@@ -139,6 +190,7 @@ def test_an_expired_slot_is_taken_back_and_fenced(store: Store) -> None:
     for write in (
         lambda: store.renew_slot(stale, 30),
         lambda: store.start_trial(stale, "1", {}),
+        lambda: store.resume_trial(stale, "0", epochs=0),
         lambda: store.finish_trial(
             stale, "0", status=TrialStatus.COMPLETED, score=1.0, seconds=1.0
         ),

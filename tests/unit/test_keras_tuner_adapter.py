@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import inspect
 
+import keras
 import keras_tuner
 from keras_tuner.src import backend, utils
-from keras_tuner.src.engine import oracle, stateful, tuner
+from keras_tuner.src.engine import oracle, stateful, tuner, tuner_utils
 from keras_tuner.src.tuners import bayesian, hyperband, randomsearch
 
 from nas.worker.keras_tuner_adapter import (
@@ -58,12 +59,46 @@ def test_the_oracle_state_is_where_the_shared_oracle_reads_and_changes_it() -> N
 
 
 def test_the_private_tuner_hooks_overridden_still_exist_with_their_signatures() -> None:
-    for name in ("_populate_initial_space", "_build_hypermodel"):
+    for name in ("_populate_initial_space", "_build_hypermodel", "_build_and_fit_model"):
         assert name in vars(PrivateTunerHooks)
         ours = list(inspect.signature(getattr(PrivateTunerHooks, name)).parameters)
         # Defined on KerasTuner's base tuner, with the same parameters as the override.
         theirs = getattr(keras_tuner.Tuner, name)
         assert list(inspect.signature(theirs).parameters) == ours, name
+
+
+def test_a_trial_s_fit_gets_the_best_epoch_checkpoint_last_through_build_and_fit_model() -> None:
+    # Tuner.run_trial appends SaveBestEpoch after the caller's callbacks and hands them to
+    # _build_and_fit_model, where the backup is moved after it.
+    run_trial = inspect.getsource(tuner.Tuner.run_trial)
+    assert "model_checkpoint = tuner_utils.SaveBestEpoch(" in run_trial
+    assert run_trial.index("callbacks.append(model_checkpoint)") < run_trial.index(
+        "self._build_and_fit_model(trial, *args, **copied_kwargs)"
+    )
+    # A resumed fit sets its best value (its file read whole): it saves only a better epoch.
+    best_epoch = inspect.getsource(tuner_utils.SaveBestEpoch.__init__)
+    assert "self.best_value = " in best_epoch and "self.filepath = filepath" in best_epoch
+    saves = inspect.getsource(tuner_utils.SaveBestEpoch.on_epoch_end)
+    assert "if self.objective.better_than(current_value, self.best_value):" in saves
+
+
+def test_a_trial_backup_knows_where_keras_writes_the_latest_backup_and_the_one_before() -> None:
+    init = inspect.getsource(keras.callbacks.BackupAndRestore.__init__)
+    for name in (
+        "_weights_path",
+        "_training_metadata_path",
+        "_prev_weights_path",
+        "_prev_training_metadata_path",
+    ):
+        assert f"self.{name} = " in init, name
+    # The weights first, then the epoch; the one before is copied aside before either.
+    save = inspect.getsource(keras.callbacks.BackupAndRestore._save_model)
+    assert save.index("file_utils.copy(self._weights_path, self._prev_weights_path)") < save.index(
+        "self.model.save_weights(filepath=self._weights_path"
+    )
+    assert save.index("self.model.save_weights(") < save.index('"epoch": self._current_epoch')
+    restore = inspect.getsource(keras.callbacks.BackupAndRestore.on_train_begin)
+    assert "self._load_model()" in restore
 
 
 def test_every_algorithm_draws_its_first_trials_through_oracle_random_values() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 
 from nas.core.store.records import TrialRecord, TrialStatus
 
@@ -37,3 +38,15 @@ def best_completed(trials: Iterable[TrialRecord], objective: str) -> TrialRecord
     completed = [trial for trial in trials if trial.status == TrialStatus.COMPLETED]
     ranked = leaderboard(completed, objective)
     return ranked[0][1] if ranked and ranked[0][0] is not None else None
+
+
+def best_score(history: Iterable[Mapping[str, float]], objective: str) -> float | None:
+    """The best finite value of ``objective`` over a trial's epochs, if any."""
+    values = [
+        value
+        for epoch in history
+        if (value := epoch.get(objective)) is not None and math.isfinite(value)
+    ]
+    if not values:
+        return None
+    return max(values) if objective_is_maximized(objective) else min(values)

@@ -82,6 +82,10 @@ class TrialRecord:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    #: The epochs (from 0) at which a run of the trial resumed from the checkpoint of an
+    #: earlier one that had stopped (its worker died, stopped or lost its lease), oldest
+    #: first: the earlier epochs of ``history`` are that run's.
+    resumed_at_epochs: tuple[int, ...] = ()
     #: The test accuracy of the trial's exported model; None unless it was exported with
     #: test photos to measure.
     test_accuracy: float | None = None

@@ -31,7 +31,7 @@ from nas.core.errors import (
     StoreUnavailableError,
 )
 from nas.core.store.engine import IMMEDIATE, make_engine
-from nas.core.store.ranking import best_completed
+from nas.core.store.ranking import best_completed, best_score
 from nas.core.store.records import (
     AttemptOutcome,
     AttemptRecord,
@@ -840,10 +840,7 @@ class Store:
             image_size = _image_size(search.spec)
             rows = [row for row in rows if _image_size(row.spec) == image_size][:limit]
             trials = _trials_of(session, [row.id for row in rows], with_history=False)
-            best = (
-                best_completed(trials.get(row.id, []), row.spec.get("objective", "val_accuracy"))
-                for row in rows
-            )
+            best = (best_completed(trials.get(row.id, []), _objective(row)) for row in rows)
             return [dict(trial.hyperparameters) for trial in best if trial is not None]
 
     @retried
@@ -896,18 +893,43 @@ class Store:
                 raise LeaseLostError(_slot_lost(lease))
             slot.trial_id = trial_id
             row = session.get(TrialRow, (lease.search_id, trial_id))
+            # A trial started before keeps its epochs until it trains: resume_trial decides.
             if row is None:
                 row = TrialRow(
-                    search_id=lease.search_id, trial_id=trial_id, lost_leases=0, epochs_reached=0
+                    search_id=lease.search_id,
+                    trial_id=trial_id,
+                    lost_leases=0,
+                    epochs_reached=0,
+                    epochs=0,
+                    seconds=0.0,
+                    history=[],
                 )
                 session.add(row)
             row.worker_id, row.hostname = slot.worker_id, slot.hostname
             row.accelerator = slot.accelerator
             row.status = TrialStatus.RUNNING.value
             row.hyperparameters = hyperparameters
-            row.score, row.params, row.epochs, row.seconds = None, None, 0, 0.0
-            row.history, row.error, row.stop_reason = [], None, None
+            row.error, row.stop_reason = None, None
             row.started_at, row.finished_at = utcnow(), None
+
+    @retried
+    def resume_trial(self, lease: SlotLease, trial_id: str, *, epochs: int) -> TrialRecord:
+        """A started trial begins training, from the checkpoint of an earlier run that holds
+        its first ``epochs`` epochs (0: from scratch): those are kept, with the seconds spent
+        to reach them and their best score; the epochs an earlier run trained past them are
+        dropped. Returns the trial as kept."""
+        with self._transaction(write=True) as session:
+            _check_slot(session, lease)
+            row = _trial_row(session, lease.search_id, trial_id)
+            search = session.get(SearchRow, lease.search_id)
+            kept = [dict(epoch) for epoch in row.history[:epochs]]
+            if kept:
+                kept[-1][_RESUMED_AFTER] = 1.0
+            else:
+                row.params, row.seconds = None, 0.0
+            row.history, row.epochs = kept, len(kept)
+            row.score = None if search is None else best_score(_history(kept), _objective(search))
+            return _trial_record(row, kept, None)
 
     @retried
     def record_epoch(
@@ -1420,8 +1442,8 @@ def _trials_of(
     grouped: dict[str, list[TrialRecord]] = {}
     for row in rows:
         test_accuracy = tested.get((row.search_id, row.trial_id))
-        history = _history(row.history) if with_history else ()
-        grouped.setdefault(row.search_id, []).append(_trial_record(row, history, test_accuracy))
+        epochs = row.history if with_history else []
+        grouped.setdefault(row.search_id, []).append(_trial_record(row, epochs, test_accuracy))
     return grouped
 
 
@@ -1462,16 +1484,19 @@ def _search_records(session: Session, rows: Sequence[SearchRow]) -> list[SearchR
     ids = [row.id for row in rows]
     trials = _trials_of(session, ids, with_history=False)
     attempts = _attempts_of(session, ids)
-    best = {
-        row.id: best_completed(trials.get(row.id, []), row.spec.get("objective", "val_accuracy"))
-        for row in rows
-    }
+    best = {row.id: best_completed(trials.get(row.id, []), _objective(row)) for row in rows}
     histories = _histories(session, [trial.key for trial in best.values() if trial is not None])
     return [
         _search_record(
             row,
             trials.get(row.id, []),
-            None if (top := best[row.id]) is None else replace(top, history=histories[top.key]),
+            None
+            if (top := best[row.id]) is None
+            else replace(
+                top,
+                history=_history(histories[top.key]),
+                resumed_at_epochs=_resumed_at(histories[top.key]),
+            ),
             attempts.get(row.id, []),
         )
         for row in rows
@@ -1480,8 +1505,8 @@ def _search_records(session: Session, rows: Sequence[SearchRow]) -> list[SearchR
 
 def _histories(
     session: Session, keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[dict[str, float], ...]]:
-    """The per-epoch history of each trial in ``keys`` (search id, trial id)."""
+) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """The per-epoch history of each trial in ``keys`` (search id, trial id), as stored."""
     if not keys:
         return {}
     found = session.execute(
@@ -1489,16 +1514,34 @@ def _histories(
             tuple_(TrialRow.search_id, TrialRow.trial_id).in_(keys)
         )
     )
-    return {(search_id, trial_id): _history(history) for search_id, trial_id, history in found}
+    return {(search_id, trial_id): history for search_id, trial_id, history in found}
 
 
-def _history(epochs: list[dict[str, float]]) -> tuple[dict[str, float], ...]:
-    return tuple(dict(epoch) for epoch in epochs)
+#: The store's mark on the last epoch a run resumed after (from its checkpoint), in a stored
+#: history entry: records show it as ``resumed_at_epochs``, never as a metric.
+_RESUMED_AFTER = "_resumed_after"
+
+
+def _history(epochs: Sequence[Mapping[str, float]]) -> tuple[dict[str, float], ...]:
+    """A stored history's metrics, epoch by epoch."""
+    return tuple(
+        {name: value for name, value in epoch.items() if name != _RESUMED_AFTER} for epoch in epochs
+    )
+
+
+def _resumed_at(epochs: Sequence[Mapping[str, float]]) -> tuple[int, ...]:
+    """The epochs (from 0) at which runs of the trial resumed from a checkpoint."""
+    return tuple(number + 1 for number, epoch in enumerate(epochs) if _RESUMED_AFTER in epoch)
+
+
+def _objective(row: SearchRow) -> str:
+    return row.spec.get("objective", "val_accuracy")
 
 
 def _trial_record(
-    row: TrialRow, history: tuple[dict[str, float], ...], test_accuracy: float | None
+    row: TrialRow, epochs: Sequence[Mapping[str, float]], test_accuracy: float | None
 ) -> TrialRecord:
+    """``row`` as a record, with ``epochs`` as its stored history (empty: left unread)."""
     return TrialRecord(
         search_id=row.search_id,
         trial_id=row.trial_id,
@@ -1508,7 +1551,8 @@ def _trial_record(
         params=row.params,
         epochs=row.epochs,
         seconds=row.seconds,
-        history=history,
+        history=_history(epochs),
+        resumed_at_epochs=_resumed_at(epochs),
         error=row.error,
         started_at=row.started_at,
         finished_at=row.finished_at,
