@@ -157,6 +157,21 @@ def test_an_expired_slot_is_taken_back_and_fenced(store: Store) -> None:
     assert (trial.status, trial.worker_id) == (TrialStatus.COMPLETED, "w2")
 
 
+def test_a_slot_that_left_takes_no_oracle_step_while_its_search_runs_on(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    left, staying = join(store, "w1"), join(store, "w2")
+    store.leave_slot(left, died=False, max_attempts=3)
+
+    with pytest.raises(LeaseLostError):
+        store.oracle_step(left, lambda _context: OracleOutcome(None))
+
+    assert store.oracle_step(staying, lambda context: OracleOutcome(context.live_slots)) == {
+        staying.slot_id
+    }
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.RUNNING
+
+
 def lose_slot(store: Store, search_id: str, trial_id: str, *, epochs: int = 0) -> None:
     """A worker joins, runs ``trial_id`` for ``epochs`` epochs and stops answering."""
     lease = join(store, "doomed", lease_seconds=0.0)

@@ -18,7 +18,21 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Update, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    CompoundSelect,
+    Engine,
+    Update,
+    and_,
+    delete,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -470,34 +484,34 @@ class Store:
         ``step`` must reload the oracle's state each time.
         """
         with self._transaction(write=True) as session:
-            row = session.scalars(
-                select(SearchRow)
+            # The lock in a statement of its own: on PostgreSQL each statement sees what was
+            # committed when it began, so the next one sees the step that held the lock last.
+            exhausted_before = session.scalar(
+                select(SearchRow.trials_exhausted)
                 .where(
                     SearchRow.id == lease.search_id, SearchRow.status == SearchStatus.RUNNING.value
                 )
                 .with_for_update()
-            ).one_or_none()
-            if row is None or session.get(SlotRow, lease.slot_id) is None:
-                raise LeaseLostError(_slot_lost(lease))
-            live = session.scalars(
-                select(SlotRow.slot_id).where(SlotRow.search_id == lease.search_id)
-            ).all()
-            failed = session.execute(
-                select(TrialRow.trial_id, TrialRow.error).where(
-                    TrialRow.search_id == lease.search_id,
-                    TrialRow.status == TrialStatus.FAILED.value,
-                )
-            ).all()
-            outcome = step(
-                OracleContext(
-                    live_slots=frozenset(live),
-                    failed_trials={trial_id: error or "failed" for trial_id, error in failed},
-                )
             )
+            # The search's slots and its failed trials, in one round trip.
+            live: set[str] = set()
+            failed: dict[str, str] = {}
+            for kind, key, error in session.execute(_slots_and_failed_trials(lease.search_id)):
+                if kind == _LIVE_SLOT:
+                    live.add(key)
+                else:
+                    failed[key] = error or "failed"
+            if exhausted_before is None or lease.slot_id not in live:
+                raise LeaseLostError(_slot_lost(lease))
+            outcome = step(OracleContext(live_slots=frozenset(live), failed_trials=failed))
             exhausted = outcome.trials_exhausted
-            if exhausted is not None and exhausted != row.trials_exhausted:
-                row.trials_exhausted = exhausted
-                _revise(session, lease.search_id)
+            if exhausted is not None and exhausted != exhausted_before:
+                session.execute(
+                    _revised(update(SearchRow))
+                    .where(SearchRow.id == lease.search_id)
+                    .values(trials_exhausted=exhausted)
+                    .execution_options(synchronize_session=False)
+                )
             return outcome.value
 
     @retried
@@ -1073,6 +1087,22 @@ def _slot_held_by(lease: SlotLease) -> tuple[Any, ...]:
 
 def _slot_lost(lease: SlotLease) -> str:
     return f"slot {lease.slot_id} of search {lease.search_id} lost"
+
+
+_LIVE_SLOT, _FAILED_TRIAL = "slot", "failed"
+
+
+def _slots_and_failed_trials(search_id: str) -> CompoundSelect:
+    """Rows (kind, id, error) of the search's slots (``_LIVE_SLOT``) and of its trials the
+    store failed (``_FAILED_TRIAL``, with their error)."""
+    return union_all(
+        select(literal_column(f"'{_LIVE_SLOT}'"), SlotRow.slot_id, null()).where(
+            SlotRow.search_id == search_id
+        ),
+        select(literal_column(f"'{_FAILED_TRIAL}'"), TrialRow.trial_id, TrialRow.error).where(
+            TrialRow.search_id == search_id, TrialRow.status == TrialStatus.FAILED.value
+        ),
+    )
 
 
 def _wants_slots(slots: Any) -> tuple[Any, ...]:
