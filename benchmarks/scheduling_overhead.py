@@ -74,6 +74,8 @@ def slot_main(
     setup = prepare_search(
         store, settings, lease.search_id, Interruptions(), journal=None, ensure_held=lambda: None
     )
+    # As a slot's ``tuner.search(verbose=0)`` sets it: no trial tables printed.
+    setup.tuner.oracle.verbose = 0
     oracle = SharedOracle(setup.tuner.oracle, store, lease)
     timings: Timings = []
     start.wait()
