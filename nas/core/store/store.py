@@ -19,17 +19,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
-    CompoundSelect,
     Engine,
     Update,
     and_,
+    bindparam,
     delete,
     func,
     literal_column,
     null,
     or_,
     select,
-    text,
     tuple_,
     union_all,
     update,
@@ -489,19 +488,16 @@ class Store:
             # next steps say again if a crash of the server loses it; the lock is held until
             # the commit returns.
             _commit_without_flush(session)
+            # Core statements built once: each step is under the lock, and their building and
+            # the ORM's handling cost more than the database's answer.
+            connection = session.connection()
+            bound = {"search_id": lease.search_id}
             # The lock in a statement of its own: on PostgreSQL each statement sees what was
             # committed when it began, so the next one sees the step that held the lock last.
-            exhausted_before = session.scalar(
-                select(SearchRow.trials_exhausted)
-                .where(
-                    SearchRow.id == lease.search_id, SearchRow.status == SearchStatus.RUNNING.value
-                )
-                .with_for_update()
-            )
-            # The search's slots and its failed trials, in one round trip.
+            exhausted_before = connection.execute(_LOCK_RUNNING_SEARCH, bound).scalar()
             live: set[str] = set()
             failed: dict[str, str] = {}
-            for kind, key, error in session.execute(_slots_and_failed_trials(lease.search_id)):
+            for kind, key, error in connection.execute(_SLOTS_AND_FAILED_TRIALS, bound):
                 if kind == _LIVE_SLOT:
                     live.add(key)
                 else:
@@ -1099,24 +1095,29 @@ def _commit_without_flush(session: Session) -> None:
     the disk (a row locked FOR UPDATE alone makes a commit wait for that flush): a crash of
     the server may lose the transaction then, whole, as if it never ran. SQLite in WAL mode
     with ``synchronous=NORMAL`` never waits for the disk at a commit."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
+#: The oracle step's lock: the search's row while it runs, its ``trials_exhausted``.
+_LOCK_RUNNING_SEARCH = (
+    select(SearchRow.trials_exhausted)
+    .where(SearchRow.id == bindparam("search_id"), SearchRow.status == SearchStatus.RUNNING.value)
+    .with_for_update()
+)
 _LIVE_SLOT, _FAILED_TRIAL = "slot", "failed"
-
-
-def _slots_and_failed_trials(search_id: str) -> CompoundSelect:
-    """Rows (kind, id, error) of the search's slots (``_LIVE_SLOT``) and of its trials the
-    store failed (``_FAILED_TRIAL``, with their error)."""
-    return union_all(
-        select(literal_column(f"'{_LIVE_SLOT}'"), SlotRow.slot_id, null()).where(
-            SlotRow.search_id == search_id
-        ),
-        select(literal_column(f"'{_FAILED_TRIAL}'"), TrialRow.trial_id, TrialRow.error).where(
-            TrialRow.search_id == search_id, TrialRow.status == TrialStatus.FAILED.value
-        ),
-    )
+#: Rows (kind, id, error) of a search's slots (``_LIVE_SLOT``) and of its trials the store
+#: failed (``_FAILED_TRIAL``, with their error), in one round trip.
+_SLOTS_AND_FAILED_TRIALS = union_all(
+    select(literal_column(f"'{_LIVE_SLOT}'"), SlotRow.slot_id, null()).where(
+        SlotRow.search_id == bindparam("search_id")
+    ),
+    select(literal_column(f"'{_FAILED_TRIAL}'"), TrialRow.trial_id, TrialRow.error).where(
+        TrialRow.search_id == bindparam("search_id"),
+        TrialRow.status == TrialStatus.FAILED.value,
+    ),
+)
 
 
 def _wants_slots(slots: Any) -> tuple[Any, ...]:
