@@ -7,9 +7,9 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
   file beside it and renamed over it, a state file is always either the old one or the new one.
 - The oracle's saved state shared by every worker of a search: reloaded with its ongoing
   trials kept (``Oracle.reload`` would queue them all for a retry), the ongoing trials of
-  tuners that died moved to its retry queue, trials the store failed ended as failed; ended
-  trials parsed once; oracle.json saved once a step, not also midway through KerasTuner's own
-  ``create_trial`` and ``end_trial``.
+  tuners that died moved to its retry queue, trials the store failed ended as failed; a
+  trial parsed again only when it is not as saved, an ended one never read again; oracle.json
+  saved once a step, not also midway through KerasTuner's ``create_trial`` and ``end_trial``.
 - Two private hooks of ``keras_tuner.Tuner`` that this service's tuners override.
 - The oracles' random draw (``Oracle._random_values``), which every built-in algorithm makes
   for its first trials: this service's oracles put their own configurations before it.
@@ -81,35 +81,59 @@ def retry_no_ended_trial(oracle: keras_tuner.Oracle) -> None:
     oracle._retry_queue = [trial_id for trial_id in oracle._retry_queue if trial_id not in ended]
 
 
+Trial = keras_tuner.engine.trial.Trial
+
+
 @dataclass
-class EndedTrials:
-    """The trials of one oracle that this process knows to be ended, by id. An ended trial
-    never changes: KerasTuner writes a trial's file before the oracle.json that ends it and
-    never after (``end_failed_trials`` ends only trials not ended yet), so a step that
-    reloads the oracle parses only the trials still running or queued for a retry, and a
-    ``get_trial`` of an ended one needs no step: parsing a trial (its hyperparameters'
-    classes) is most of a reload once a search has many."""
+class ParsedTrials:
+    """The trials of one oracle as this process last parsed them, by id, and those of them it
+    knows ended. Parsing a trial (its hyperparameters' classes) is most of a reload, so:
 
-    by_id: dict[str, keras_tuner.engine.trial.Trial] = field(default_factory=dict)
+    - an ended trial is never read again: KerasTuner writes a trial's file before the
+      oracle.json that ends it and never after (``end_failed_trials`` ends only trials not
+      ended yet), and ``get_trial`` of one needs no step;
+    - any other is read, and parsed again only if its state is not the one saved: the tuner
+      that runs it changes the object it was given, and its steps change the file.
+    """
 
-    def note(self, oracle: keras_tuner.Oracle) -> None:
+    by_id: dict[str, Trial] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+
+    def load(self, path: str, trial_id: str, *, ended: bool) -> Trial:
+        """Trial ``trial_id``, saved at ``path``; ``ended`` if oracle.json says so."""
+        kept = self.by_id.get(trial_id)
+        if kept is None or trial_id not in self.ended:
+            state = _read_json(path)
+            # Cheaper than parsing, which also takes ``state`` apart.
+            if kept is None or kept.get_state() != state:
+                kept = self.by_id[trial_id] = Trial.from_state(state)
+            if ended:
+                self.ended.add(trial_id)
+        return kept
+
+    def ended_trial(self, trial_id: str) -> Trial | None:
+        """Trial ``trial_id`` if this process knows it ended, else None."""
+        return self.by_id[trial_id] if trial_id in self.ended else None
+
+    def note_ended(self, oracle: keras_tuner.Oracle) -> None:
         """Note the trials ``oracle`` ended, once they are saved as it has them."""
         for trial_id in oracle.end_order:
-            if trial_id not in self.by_id:
+            if trial_id not in self.ended:
                 self.by_id[trial_id] = oracle.trials[trial_id]
+                self.ended.add(trial_id)
 
 
-def load_saved_state(oracle: keras_tuner.Oracle, known: EndedTrials | None = None) -> bool:
+def load_saved_state(oracle: keras_tuner.Oracle, parsed: ParsedTrials | None = None) -> bool:
     """Replace ``oracle``'s state with the one saved in its project folder (oracle.json and
     its trials' files), ongoing trials included; False, leaving it as it is, when none was
     saved yet. Unlike ``Oracle.reload``, the trials other tuners run now stay theirs, and a
-    trial file that oracle.json does not know of is left out. The ended trials ``known``
-    holds are not parsed again, and those parsed now are added to it."""
+    trial file that oracle.json does not know of is left out. With ``parsed``, the trials it
+    holds are reused where they are still the saved ones (see :class:`ParsedTrials`)."""
     try:
         state = _read_json(oracle._get_oracle_fname())
     except FileNotFoundError:
         return False
-    reused = known.by_id if known is not None else {}
+    parsed = parsed if parsed is not None else ParsedTrials()
     # Where ``Oracle._save_trial`` writes (``_get_trial_dir`` would create missing folders).
     project_dir = oracle._project_dir
     ended = set(state["end_order"])
@@ -120,13 +144,8 @@ def load_saved_state(oracle: keras_tuner.Oracle, known: EndedTrials | None = Non
     # were made: the oracle breaks ties between equal scores by it, as the store's
     # leaderboard does.
     for trial_id in sorted(state["start_order"]):
-        trial = reused.get(trial_id) if trial_id in ended else None
-        if trial is None:
-            path = os.path.join(project_dir, f"trial_{trial_id}", "trial.json")
-            trial = keras_tuner.engine.trial.Trial.from_state(_read_json(path))
-            if known is not None and trial_id in ended:
-                known.by_id[trial_id] = trial
-        oracle.trials[trial_id] = trial
+        path = os.path.join(project_dir, f"trial_{trial_id}", "trial.json")
+        oracle.trials[trial_id] = parsed.load(path, trial_id, ended=trial_id in ended)
     oracle.set_state(state)
     return True
 

@@ -17,7 +17,7 @@ import keras_tuner
 
 from nas.core.store import OracleContext, OracleOutcome, SlotLease, Store
 from nas.worker.keras_tuner_adapter import (
-    EndedTrials,
+    ParsedTrials,
     end_failed_trials,
     load_saved_state,
     one_save_after,
@@ -47,7 +47,7 @@ class SharedOracle:
         self._oracle = oracle
         self._store = store
         self._lease = lease
-        self._ended = EndedTrials()
+        self._parsed = ParsedTrials()
         # Set by KerasTuner on a multi-worker distribution strategy; unused otherwise.
         self.multi_worker = False
         self.should_report = True
@@ -105,7 +105,7 @@ class SharedOracle:
     def get_trial(self, trial_id: str) -> keras_tuner.engine.trial.Trial:
         """The trial ``trial_id`` as the oracle has it now: without a step once this process
         saw it ended (the tuner asks right after it ends one), since it never changes."""
-        ended = self._ended.by_id.get(trial_id)
+        ended = self._parsed.ended_trial(trial_id)
         if ended is not None:
             return ended
         return self._step(lambda oracle: OracleOutcome(oracle.get_trial(trial_id)), saves=False)
@@ -130,7 +130,7 @@ class SharedOracle:
         oracle = self._oracle
 
         def step(context: OracleContext) -> OracleOutcome[T]:
-            load_saved_state(oracle, self._ended)
+            load_saved_state(oracle, self._parsed)
             retry_no_ended_trial(oracle)
             requeued = requeue_trials_of_dead_tuners(oracle, context.live_slots)
             failed = end_failed_trials(oracle, context.failed_trials)
@@ -141,9 +141,9 @@ class SharedOracle:
                     oracle.save()
             except BaseException:
                 # The call may have changed an ended trial in memory without saving it.
-                self._ended = EndedTrials()
+                self._parsed = ParsedTrials()
                 raise
-            self._ended.note(oracle)
+            self._parsed.note_ended(oracle)
             if requeued and outcome.trials_exhausted is None:
                 # Someone has to run them: the search takes slots again.
                 return OracleOutcome(outcome.value, trials_exhausted=False)

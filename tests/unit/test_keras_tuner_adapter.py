@@ -14,7 +14,7 @@ from keras_tuner.src.engine import oracle, stateful, tuner
 from keras_tuner.src.tuners import bayesian, hyperband, randomsearch
 
 from nas.worker.keras_tuner_adapter import (
-    EndedTrials,
+    ParsedTrials,
     PrivateTunerHooks,
     SeededDraws,
     end_failed_trials,
@@ -211,62 +211,83 @@ def _ended_trial(made: keras_tuner.Oracle, tuner_id: str, score: float) -> str:
     return trial.trial_id
 
 
-def test_a_reload_parses_again_only_the_trials_not_ended(tmp_path) -> None:
+def test_a_reload_reads_no_ended_trial_again(tmp_path) -> None:
     first = _oracle(str(tmp_path))
     ended = _ended_trial(first, "slot-a", 1.0)
-    running = first.create_trial("slot-b")
-    known = EndedTrials()
+    parsed = ParsedTrials()
     other = _oracle(str(tmp_path))
-    load_saved_state(other, known)
-    before = dict(other.trials)
-    assert set(known.by_id) == {ended}
+    load_saved_state(other, parsed)
+    kept = other.trials[ended]
+    (tmp_path / "search" / f"trial_{ended}" / "trial.json").write_text("not read")
 
-    load_saved_state(other, known)
+    load_saved_state(other, parsed)
 
-    assert other.trials[ended] is before[ended], "an ended trial is not parsed again"
-    assert other.trials[running.trial_id] is not before[running.trial_id]
+    assert other.trials[ended] is kept and parsed.ended_trial(ended) is kept
+    assert other.get_best_trials(1)[0].score == 1.0
+
+
+def test_a_reload_parses_a_running_trial_again_only_when_it_is_not_as_saved(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    running = first.create_trial("slot-a")
+    parsed = ParsedTrials()
+    other = _oracle(str(tmp_path))
+    load_saved_state(other, parsed)
+    before = other.trials[running.trial_id]
+
+    load_saved_state(other, parsed)
+    assert other.trials[running.trial_id] is before, "unchanged: not parsed again"
+    assert parsed.ended_trial(running.trial_id) is None
+    # The tuner that runs it changes the object it was given.
+    before.status = "COMPLETED"
+    load_saved_state(other, parsed)
+    assert other.trials[running.trial_id].status == "RUNNING"
+    # Another worker's steps change its file.
     first.update_trial(running.trial_id, {"score": 0.5})
+    load_saved_state(other, parsed)
+    assert other.trials[running.trial_id].metrics.get_last_value("score") == 0.5
     running.status = "COMPLETED"
     first.end_trial(running)
-    load_saved_state(other, known)
-    assert other.trials[running.trial_id].status == "COMPLETED"
-    assert other.trials[running.trial_id].score == 0.5
-    assert other.get_best_trials(2)[0].trial_id == ended
+    load_saved_state(other, parsed)
+    assert (other.trials[running.trial_id].status, other.trials[running.trial_id].score) == (
+        "COMPLETED",
+        0.5,
+    )
+    assert parsed.ended_trial(running.trial_id) is other.trials[running.trial_id]
 
 
 def test_a_trial_the_store_failed_elsewhere_is_parsed_again_ended(tmp_path) -> None:
     first = _oracle(str(tmp_path))
     doomed = first.create_trial("dead")
-    known = EndedTrials()
+    parsed = ParsedTrials()
     other = _oracle(str(tmp_path))
-    load_saved_state(other, known)
+    load_saved_state(other, parsed)
     assert other.trials[doomed.trial_id].status == "RUNNING"
     # Another worker's step ends it as failed: its file is written again, then oracle.json.
     load_saved_state(first)
     end_failed_trials(first, {doomed.trial_id: "its worker kept dying"})
     first.save()
 
-    load_saved_state(other, known)
+    load_saved_state(other, parsed)
 
     failed = other.trials[doomed.trial_id]
     assert (failed.status, failed.message) == ("FAILED", "its worker kept dying")
-    assert known.by_id[doomed.trial_id] is failed
+    assert parsed.ended_trial(doomed.trial_id) is failed
 
 
-def test_a_trial_file_a_cut_step_left_is_ignored_by_a_process_that_knows_ended_trials(
+def test_a_trial_file_a_cut_step_left_is_ignored_by_a_process_that_parsed_trials(
     tmp_path,
 ) -> None:
     first = _oracle(str(tmp_path))
     ended = _ended_trial(first, "slot-a", 1.0)
-    known = EndedTrials()
+    parsed = ParsedTrials()
     other = _oracle(str(tmp_path))
-    load_saved_state(other, known)
+    load_saved_state(other, parsed)
     first.save = lambda: None  # killed between the new trial's file and oracle.json
     left = first.create_trial("slot-b")
 
-    load_saved_state(other, known)
+    load_saved_state(other, parsed)
 
-    assert list(other.trials) == [ended] and left.trial_id not in known.by_id
+    assert list(other.trials) == [ended] and left.trial_id not in parsed.by_id
     again = other.create_trial("slot-c")
     assert again.trial_id == left.trial_id, "its id is given out again"
 
@@ -274,13 +295,13 @@ def test_a_trial_file_a_cut_step_left_is_ignored_by_a_process_that_knows_ended_t
 def test_the_ended_trials_noted_after_a_save_are_the_saved_ones(tmp_path) -> None:
     made = _oracle(str(tmp_path))
     ended = _ended_trial(made, "slot-a", 1.0)
-    known = EndedTrials()
+    parsed = ParsedTrials()
 
-    known.note(made)
+    parsed.note_ended(made)
 
-    assert known.by_id[ended] is made.trials[ended]
+    assert parsed.ended_trial(ended) is made.trials[ended]
     other = _oracle(str(tmp_path))
-    load_saved_state(other, known)
+    load_saved_state(other, parsed)
     assert other.trials[ended] is made.trials[ended], "not parsed again"
 
 
