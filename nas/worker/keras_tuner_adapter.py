@@ -7,7 +7,9 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
   file beside it and renamed over it, a state file is always either the old one or the new one.
 - The oracle's saved state shared by every worker of a search: reloaded with its ongoing
   trials kept (``Oracle.reload`` would queue them all for a retry), the ongoing trials of
-  tuners that died moved to its retry queue, trials the store failed ended as failed.
+  tuners that died moved to its retry queue, trials the store failed ended as failed; a
+  trial parsed again only when it is not as saved, an ended one never read again; oracle.json
+  saved once a step, not also midway through KerasTuner's ``create_trial`` and ``end_trial``.
 - Three private hooks of ``keras_tuner.Tuner`` that this service's tuners override, and the
   trial's best-epoch checkpoint (``SaveBestEpoch``) a resumed fit starts from its kept best.
 - The oracles' random draw (``Oracle._random_values``), which every built-in algorithm makes
@@ -22,13 +24,12 @@ methods); ``tests/unit/test_keras_tuner_adapter.py`` fails loudly when an upgrad
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,76 +89,98 @@ def retry_no_ended_trial(oracle: keras_tuner.Oracle) -> None:
     oracle._retry_queue = [trial_id for trial_id in oracle._retry_queue if trial_id not in ended]
 
 
-#: A trial file's version: its modification time, size and inode (a rewrite renames a new
-#: file into place); None where it cannot be told (a remote path).
-FileVersion = tuple[int, int, int] | None
+Trial = keras_tuner.engine.trial.Trial
 
 
 @dataclass
 class ParsedTrials:
-    """The ended trials of one oracle's project folder as this process last parsed them, with
-    their files' versions. KerasTuner never changes a trial once the oracle ended it, so a
-    step that reloads the oracle parses again only the trials still running or queued, and
-    any file whose version changed: parsing a trial (its hyperparameters' classes) is most of
-    a step's time once a search has many."""
+    """The trials of one oracle as this process last parsed them, by id, and those of them it
+    knows ended. Parsing a trial (its hyperparameters' classes) is most of a reload, so:
 
-    by_path: dict[str, tuple[FileVersion, keras_tuner.engine.trial.Trial]] = field(
-        default_factory=dict
-    )
+    - an ended trial is never read again: KerasTuner writes a trial's file before the
+      oracle.json that ends it and never after (``end_failed_trials`` ends only trials not
+      ended yet), and ``get_trial`` of one needs no step;
+    - any other is read, and parsed again only if its state is not the one saved: the tuner
+      that runs it changes the object it was given, and its steps change the file.
+    """
 
-    def load(self, path: str, ended: bool) -> keras_tuner.engine.trial.Trial:
-        """The trial saved at ``path``, parsed again unless it is ``ended`` and unchanged."""
-        version = _file_version(path)
-        kept = self.by_path.get(path)
-        if ended and version is not None and kept is not None and kept[0] == version:
-            return kept[1]
-        trial = keras_tuner.engine.trial.Trial.load(path)
-        self.by_path[path] = (version, trial)
-        return trial
+    by_id: dict[str, Trial] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+
+    def load(self, path: str, trial_id: str, *, ended: bool) -> Trial:
+        """Trial ``trial_id``, saved at ``path``; ``ended`` if oracle.json says so."""
+        kept = self.by_id.get(trial_id)
+        if kept is None or trial_id not in self.ended:
+            state = _read_json(path)
+            # Cheaper than parsing, which also takes ``state`` apart.
+            if kept is None or kept.get_state() != state:
+                kept = self.by_id[trial_id] = Trial.from_state(state)
+            if ended:
+                self.ended.add(trial_id)
+        return kept
+
+    def ended_trial(self, trial_id: str) -> Trial | None:
+        """Trial ``trial_id`` if this process knows it ended, else None."""
+        return self.by_id[trial_id] if trial_id in self.ended else None
+
+    def note_ended(self, oracle: keras_tuner.Oracle) -> None:
+        """Note the trials ``oracle`` ended, once they are saved as it has them."""
+        for trial_id in oracle.end_order:
+            if trial_id not in self.ended:
+                self.by_id[trial_id] = oracle.trials[trial_id]
+                self.ended.add(trial_id)
 
 
 def load_saved_state(oracle: keras_tuner.Oracle, parsed: ParsedTrials | None = None) -> bool:
-    """Replace ``oracle``'s state with the one saved in its project folder (its trials' files
-    and oracle.json), ongoing trials included; False, leaving it as it is, when none was saved
-    yet. Unlike ``Oracle.reload``, the trials other tuners run now stay theirs, and a trial
-    file that oracle.json does not know of is left out. With ``parsed``, ended trials parsed
-    by an earlier call are reused."""
-    saved = oracle._get_oracle_fname()
-    if not keras_tuner_backend.io.exists(saved):
+    """Replace ``oracle``'s state with the one saved in its project folder (oracle.json and
+    its trials' files), ongoing trials included; False, leaving it as it is, when none was
+    saved yet. Unlike ``Oracle.reload``, the trials other tuners run now stay theirs, and a
+    trial file that oracle.json does not know of is left out. With ``parsed``, the trials it
+    holds are reused where they are still the saved ones (see :class:`ParsedTrials`)."""
+    try:
+        state = _read_json(oracle._get_oracle_fname())
+    except FileNotFoundError:
         return False
-    with keras_tuner_backend.io.File(saved, "r") as file:
-        state = json.loads(file.read())
+    parsed = parsed if parsed is not None else ParsedTrials()
+    # Where ``Oracle._save_trial`` writes (``_get_trial_dir`` would create missing folders).
+    project_dir = oracle._project_dir
     ended = set(state["end_order"])
-    # A trial's file saved by a step cut short before oracle.json (``create_trial`` saves the
-    # trial first): the oracle never made it; its id is given out again.
-    made = set(state["start_order"])
     oracle.trials = {}
-    # In the order of their (zero-padded) ids, as the trials were made: the oracle breaks
-    # ties between equal scores by it, as the store's leaderboard does.
-    for path in sorted(_trial_files(oracle._project_dir)):
-        trial_id = os.path.basename(os.path.dirname(path)).removeprefix("trial_")
-        if trial_id not in made:
-            continue
-        is_ended = trial_id in ended
-        trial = (parsed or ParsedTrials()).load(path, ended=is_ended)
-        oracle.trials[trial.trial_id] = trial
+    # Only the trials oracle.json lists: a trial's file saved by a step cut short before
+    # oracle.json (``create_trial`` saves the trial first) is a trial the oracle never made,
+    # and its id is given out again. In the order of their (zero-padded) ids, as the trials
+    # were made: the oracle breaks ties between equal scores by it, as the store's
+    # leaderboard does.
+    for trial_id in sorted(state["start_order"]):
+        path = os.path.join(project_dir, f"trial_{trial_id}", "trial.json")
+        oracle.trials[trial_id] = parsed.load(path, trial_id, ended=trial_id in ended)
     oracle.set_state(state)
     return True
 
 
-def _trial_files(project_dir: str) -> list[str]:
-    pattern = os.path.join(project_dir, "trial_*", "trial.json")
-    if "://" in project_dir:
-        return keras_tuner_backend.io.glob(pattern)
-    # TensorFlow's glob, which KerasTuner's goes through, costs milliseconds a call.
-    return glob.glob(pattern)
-
-
-def _file_version(path: str) -> FileVersion:
+def _read_json(path: str) -> Any:
     if "://" in path:
-        return None
-    stat = os.stat(path)
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if not keras_tuner_backend.io.exists(path):
+            raise FileNotFoundError(path)
+        with keras_tuner_backend.io.File(path, "r") as file:
+            return json.loads(file.read())
+    # KerasTuner's reads go through TensorFlow's file system on its backend, which costs
+    # more than the parsing of a small file.
+    with open(path) as file:
+        return json.load(file)
+
+
+@contextlib.contextmanager
+def one_save_after(oracle: keras_tuner.Oracle) -> Iterator[None]:
+    """Skip the saves of oracle.json that ``oracle``'s own methods make inside: the caller
+    saves it once, after. ``Oracle.create_trial`` saves it before its display notes the new
+    trial, ``Oracle.end_trial`` before it takes the ended trial off ``ongoing_trials``: both
+    need saving again anyway, and each save is written and flushed to the disk."""
+    oracle.save = lambda: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del oracle.save
 
 
 def requeue_trials_of_dead_tuners(

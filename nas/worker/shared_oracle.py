@@ -3,7 +3,8 @@
 The oracle's state lives in the search's artifacts (oracle.json and each trial's trial.json,
 as KerasTuner saves them). Each call a tuner makes reloads that state under the search's
 lock in the store, reconciles it with the slots still alive, runs, and saves: any worker can
-take the next step, and a dead one holds up nobody for longer than its lease.
+take the next step, and a dead one holds up nobody for longer than its lease. Only a trial
+that ended, which never changes, is read without a step.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from nas.worker.keras_tuner_adapter import (
     ParsedTrials,
     end_failed_trials,
     load_saved_state,
+    one_save_after,
     requeue_trials_of_dead_tuners,
     retry_no_ended_trial,
 )
@@ -34,8 +36,9 @@ TrialStatus = keras_tuner.engine.trial.TrialStatus
 
 class SharedOracle:
     """Stands in for ``oracle`` as a tuner's ``oracle`` in one slot, the way KerasTuner's
-    ``OracleClient`` stands in for the chief's: each call is one step of the store's
-    :meth:`Store.oracle_step`, fenced by the slot's lease."""
+    ``OracleClient`` stands in for the chief's: each call (but ``get_trial`` of a trial seen
+    ended) is one step of the store's :meth:`Store.oracle_step`, fenced by the slot's
+    lease."""
 
     #: What the tuner reads of the oracle's configuration, which never changes.
     _CONFIGURATION = frozenset({"objective", "max_trials", "allow_new_entries", "tune_new_entries"})
@@ -100,7 +103,11 @@ class SharedOracle:
         return self._oracle.get_space()
 
     def get_trial(self, trial_id: str) -> keras_tuner.engine.trial.Trial:
-        """The trial ``trial_id`` as the oracle has it now."""
+        """The trial ``trial_id`` as the oracle has it now: without a step once this process
+        saw it ended (the tuner asks right after it ends one), since it never changes."""
+        ended = self._parsed.ended_trial(trial_id)
+        if ended is not None:
+            return ended
         return self._step(lambda oracle: OracleOutcome(oracle.get_trial(trial_id)), saves=False)
 
     def get_best_trials(self, num_trials: int = 1) -> list[keras_tuner.engine.trial.Trial]:
@@ -127,9 +134,16 @@ class SharedOracle:
             retry_no_ended_trial(oracle)
             requeued = requeue_trials_of_dead_tuners(oracle, context.live_slots)
             failed = end_failed_trials(oracle, context.failed_trials)
-            outcome = call(oracle)
-            if saves or requeued or failed:
-                oracle.save()
+            try:
+                with one_save_after(oracle):
+                    outcome = call(oracle)
+                if saves or requeued or failed:
+                    oracle.save()
+            except BaseException:
+                # The call may have changed an ended trial in memory without saving it.
+                self._parsed = ParsedTrials()
+                raise
+            self._parsed.note_ended(oracle)
             if requeued and outcome.trials_exhausted is None:
                 # Someone has to run them: the search takes slots again.
                 return OracleOutcome(outcome.value, trials_exhausted=False)

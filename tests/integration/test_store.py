@@ -24,6 +24,7 @@ from nas.core.store import (
     create_store,
 )
 from tests.support.leases import finish_trials, join
+from tests.support.statements import statements
 
 SPEC = {"objective": "val_accuracy"}
 
@@ -207,6 +208,39 @@ def test_an_expired_slot_is_taken_back_and_fenced(store: Store) -> None:
     store.finish_trial(fresh, "0", status=TrialStatus.COMPLETED, score=1.0, seconds=1.0)
     (trial,) = store.list_trials(search_id)
     assert (trial.status, trial.worker_id) == (TrialStatus.COMPLETED, "w2")
+
+
+def test_a_slot_that_left_takes_no_oracle_step_while_its_search_runs_on(store: Store) -> None:
+    (search_id,) = queue(store, 1)
+    left, staying = join(store, "w1"), join(store, "w2")
+    store.leave_slot(left, died=False, max_attempts=3)
+
+    with pytest.raises(LeaseLostError):
+        store.oracle_step(left, lambda _context: OracleOutcome(None))
+
+    assert store.oracle_step(staying, lambda context: OracleOutcome(context.live_slots)) == {
+        staying.slot_id
+    }
+    search = store.get_search(search_id)
+    assert search is not None and search.status == SearchStatus.RUNNING
+
+
+def test_an_oracle_step_locks_and_reads_in_two_statements_and_waits_for_no_flush(
+    store: Store,
+) -> None:
+    queue(store, 1)
+    lease = join(store, "w1")
+
+    with statements(store) as seen:
+        store.oracle_step(lease, lambda _context: OracleOutcome(None))
+
+    postgres = store.engine.dialect.name == "postgresql"
+    # SQLite's write lock is taken by the BEGIN IMMEDIATE the engine sends itself.
+    first = ["SET LOCAL synchronous_commit TO OFF"] if postgres else ["BEGIN IMMEDIATE"]
+    assert seen[: len(first)] == first
+    locked, read = seen[len(first) :]
+    assert "FOR UPDATE" in locked or not postgres
+    assert "UNION ALL" in read
 
 
 def lose_slot(store: Store, search_id: str, trial_id: str, *, epochs: int = 0) -> None:

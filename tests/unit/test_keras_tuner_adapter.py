@@ -20,6 +20,7 @@ from nas.worker.keras_tuner_adapter import (
     SeededDraws,
     end_failed_trials,
     load_saved_state,
+    one_save_after,
     requeue_trials_of_dead_tuners,
     retry_no_ended_trial,
 )
@@ -42,15 +43,23 @@ def test_the_oracle_state_is_where_the_shared_oracle_reads_and_changes_it() -> N
     assert "self._save_trial(trial)\n            self.save()" in inspect.getsource(oracle)
     for name in ("_get_oracle_fname", "_project_dir", "_save_trial"):
         assert hasattr(oracle.Oracle, name), name
-    # Oracle.reload: the trials' files, then oracle.json through Stateful.reload.
-    reload = inspect.getsource(oracle.Oracle.reload)
-    assert 'os.path.join(self._project_dir, "trial_*", "trial.json")' in reload
-    assert "super().reload(self._get_oracle_fname())" in reload
-    # load_saved_state reads oracle.json itself: the order trials started and ended in.
+    # load_saved_state reads the files where Oracle.save and Oracle._save_trial write them.
+    assert 'os.path.join(self._project_dir, "oracle.json")' in inspect.getsource(
+        oracle.Oracle._get_oracle_fname
+    )
+    trial_dir = inspect.getsource(oracle.Oracle._get_trial_dir)
+    assert 'os.path.join(self._project_dir, f"trial_{str(trial_id)}")' in trial_dir
+    save_trial = inspect.getsource(oracle.Oracle._save_trial)
+    assert 'os.path.join(self._get_trial_dir(trial_id), "trial.json")' in save_trial
+    assert (
+        inspect.getsource(keras_tuner.engine.trial.Trial.load)
+        .strip()
+        .endswith("return cls.from_state(utils.load_json(fname))")
+    )
+    # ... and oracle.json itself: the order trials started and ended in.
     state = inspect.getsource(oracle.Oracle.get_state)
     assert '"start_order": self.start_order' in state and '"end_order": self.end_order' in state
-    assert callable(backend.io.exists) and callable(backend.io.glob)
-    assert callable(backend.io.File)
+    assert callable(backend.io.exists) and callable(backend.io.File)
     # create_trial (wrapped by @synchronized) serves the retry queue first, and a tuner's
     # ongoing trial again.
     create = inspect.getsource(oracle)
@@ -229,25 +238,142 @@ def test_a_trial_whose_step_was_cut_before_the_oracle_saved_is_forgotten(tmp_pat
     assert again.trial_id == "1" and resumed.trials["1"] is again, "its id is given out again"
 
 
-def test_a_reload_parses_again_only_the_trials_not_ended(tmp_path) -> None:
+def _ended_trial(made: keras_tuner.Oracle, tuner_id: str, score: float) -> str:
+    trial = made.create_trial(tuner_id)
+    made.update_trial(trial.trial_id, {"score": score})
+    trial.status = "COMPLETED"
+    made.end_trial(trial)
+    return trial.trial_id
+
+
+def test_a_reload_reads_no_ended_trial_again(tmp_path) -> None:
     first = _oracle(str(tmp_path))
-    ended = first.create_trial("slot-a")
-    first.update_trial(ended.trial_id, {"score": 1.0})
-    ended.status = "COMPLETED"
-    first.end_trial(ended)
-    running = first.create_trial("slot-b")
+    ended = _ended_trial(first, "slot-a", 1.0)
     parsed = ParsedTrials()
     other = _oracle(str(tmp_path))
     load_saved_state(other, parsed)
-    before = dict(other.trials)
+    kept = other.trials[ended]
+    (tmp_path / "search" / f"trial_{ended}" / "trial.json").write_text("not read")
 
     load_saved_state(other, parsed)
 
-    assert other.trials[ended.trial_id] is before[ended.trial_id]
-    assert other.trials[running.trial_id] is not before[running.trial_id]
+    assert other.trials[ended] is kept and parsed.ended_trial(ended) is kept
+    assert other.get_best_trials(1)[0].score == 1.0
+
+
+def test_a_reload_parses_a_running_trial_again_only_when_it_is_not_as_saved(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    running = first.create_trial("slot-a")
+    parsed = ParsedTrials()
+    other = _oracle(str(tmp_path))
+    load_saved_state(other, parsed)
+    before = other.trials[running.trial_id]
+
+    load_saved_state(other, parsed)
+    assert other.trials[running.trial_id] is before, "unchanged: not parsed again"
+    assert parsed.ended_trial(running.trial_id) is None
+    # The tuner that runs it changes the object it was given.
+    before.status = "COMPLETED"
+    load_saved_state(other, parsed)
+    assert other.trials[running.trial_id].status == "RUNNING"
+    # Another worker's steps change its file.
     first.update_trial(running.trial_id, {"score": 0.5})
+    load_saved_state(other, parsed)
+    assert other.trials[running.trial_id].metrics.get_last_value("score") == 0.5
     running.status = "COMPLETED"
     first.end_trial(running)
     load_saved_state(other, parsed)
-    assert other.trials[running.trial_id].status == "COMPLETED"
-    assert other.get_best_trials(2)[0].trial_id == ended.trial_id
+    assert (other.trials[running.trial_id].status, other.trials[running.trial_id].score) == (
+        "COMPLETED",
+        0.5,
+    )
+    assert parsed.ended_trial(running.trial_id) is other.trials[running.trial_id]
+
+
+def test_a_trial_the_store_failed_elsewhere_is_parsed_again_ended(tmp_path) -> None:
+    first = _oracle(str(tmp_path))
+    doomed = first.create_trial("dead")
+    parsed = ParsedTrials()
+    other = _oracle(str(tmp_path))
+    load_saved_state(other, parsed)
+    assert other.trials[doomed.trial_id].status == "RUNNING"
+    # Another worker's step ends it as failed: its file is written again, then oracle.json.
+    load_saved_state(first)
+    end_failed_trials(first, {doomed.trial_id: "its worker kept dying"})
+    first.save()
+
+    load_saved_state(other, parsed)
+
+    failed = other.trials[doomed.trial_id]
+    assert (failed.status, failed.message) == ("FAILED", "its worker kept dying")
+    assert parsed.ended_trial(doomed.trial_id) is failed
+
+
+def test_a_trial_file_a_cut_step_left_is_ignored_by_a_process_that_parsed_trials(
+    tmp_path,
+) -> None:
+    first = _oracle(str(tmp_path))
+    ended = _ended_trial(first, "slot-a", 1.0)
+    parsed = ParsedTrials()
+    other = _oracle(str(tmp_path))
+    load_saved_state(other, parsed)
+    first.save = lambda: None  # killed between the new trial's file and oracle.json
+    left = first.create_trial("slot-b")
+
+    load_saved_state(other, parsed)
+
+    assert list(other.trials) == [ended] and left.trial_id not in parsed.by_id
+    again = other.create_trial("slot-c")
+    assert again.trial_id == left.trial_id, "its id is given out again"
+
+
+def test_the_ended_trials_noted_after_a_save_are_the_saved_ones(tmp_path) -> None:
+    made = _oracle(str(tmp_path))
+    ended = _ended_trial(made, "slot-a", 1.0)
+    parsed = ParsedTrials()
+
+    parsed.note_ended(made)
+
+    assert parsed.ended_trial(ended) is made.trials[ended]
+    other = _oracle(str(tmp_path))
+    load_saved_state(other, parsed)
+    assert other.trials[ended] is made.trials[ended], "not parsed again"
+
+
+def _oracle_writes(monkeypatch, made: keras_tuner.Oracle) -> list[str]:
+    written: list[str] = []
+    save_json = utils.save_json
+
+    def counted(path: str, obj: object) -> str:
+        if path == made._get_oracle_fname():
+            written.append(path)
+        return save_json(path, obj)
+
+    monkeypatch.setattr(utils, "save_json", counted)
+    return written
+
+
+def test_create_and_end_leave_the_one_save_of_oracle_json_to_the_caller(
+    tmp_path, monkeypatch
+) -> None:
+    assert "self._save_trial(trial)\n            self.save()" in inspect.getsource(oracle)
+    assert "self._save_trial(trial)\n        self.save()" in inspect.getsource(oracle)
+    made = _oracle(str(tmp_path))
+    written = _oracle_writes(monkeypatch, made)
+
+    with one_save_after(made):
+        trial = made.create_trial("slot-a")
+        made.update_trial(trial.trial_id, {"score": 0.5})
+        trial.status = "COMPLETED"
+        made.end_trial(trial)
+    assert written == [], "KerasTuner's own saves skipped"
+    made.save()
+
+    assert len(written) == 1
+    other = _oracle(str(tmp_path))
+    load_saved_state(other)
+    # Saved after end_trial took the ended trial off the ongoing ones.
+    assert other.ongoing_trials == {} and other.end_order == [trial.trial_id]
+    assert other.trials[trial.trial_id].score == 0.5
+    made.create_trial("slot-a")
+    assert len(written) == 2, "saves again outside"

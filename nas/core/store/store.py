@@ -18,7 +18,22 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Update, and_, case, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Engine,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -482,34 +497,35 @@ class Store:
         ``step`` must reload the oracle's state each time.
         """
         with self._transaction(write=True) as session:
-            row = session.scalars(
-                select(SearchRow)
-                .where(
-                    SearchRow.id == lease.search_id, SearchRow.status == SearchStatus.RUNNING.value
-                )
-                .with_for_update()
-            ).one_or_none()
-            if row is None or session.get(SlotRow, lease.slot_id) is None:
+            # Its one write is whether the oracle hands out more trials, which the slots'
+            # next steps say again if a crash of the server loses it; the lock is held until
+            # the commit returns.
+            _commit_without_flush(session)
+            # Core statements built once: each step is under the lock, and their building and
+            # the ORM's handling cost more than the database's answer.
+            connection = session.connection()
+            bound = {"search_id": lease.search_id}
+            # The lock in a statement of its own: on PostgreSQL each statement sees what was
+            # committed when it began, so the next one sees the step that held the lock last.
+            exhausted_before = connection.execute(_LOCK_RUNNING_SEARCH, bound).scalar()
+            live: set[str] = set()
+            failed: dict[str, str] = {}
+            for kind, key, error in connection.execute(_SLOTS_AND_FAILED_TRIALS, bound):
+                if kind == _LIVE_SLOT:
+                    live.add(key)
+                else:
+                    failed[key] = error or "failed"
+            if exhausted_before is None or lease.slot_id not in live:
                 raise LeaseLostError(_slot_lost(lease))
-            live = session.scalars(
-                select(SlotRow.slot_id).where(SlotRow.search_id == lease.search_id)
-            ).all()
-            failed = session.execute(
-                select(TrialRow.trial_id, TrialRow.error).where(
-                    TrialRow.search_id == lease.search_id,
-                    TrialRow.status == TrialStatus.FAILED.value,
-                )
-            ).all()
-            outcome = step(
-                OracleContext(
-                    live_slots=frozenset(live),
-                    failed_trials={trial_id: error or "failed" for trial_id, error in failed},
-                )
-            )
+            outcome = step(OracleContext(live_slots=frozenset(live), failed_trials=failed))
             exhausted = outcome.trials_exhausted
-            if exhausted is not None and exhausted != row.trials_exhausted:
-                row.trials_exhausted = exhausted
-                _revise(session, lease.search_id)
+            if exhausted is not None and exhausted != exhausted_before:
+                session.execute(
+                    _revised(update(SearchRow))
+                    .where(SearchRow.id == lease.search_id)
+                    .values(trials_exhausted=exhausted)
+                    .execution_options(synchronize_session=False)
+                )
             return outcome.value
 
     @retried
@@ -1214,6 +1230,36 @@ def _slot_held_by(lease: SlotLease) -> tuple[Any, ...]:
 
 def _slot_lost(lease: SlotLease) -> str:
     return f"slot {lease.slot_id} of search {lease.search_id} lost"
+
+
+def _commit_without_flush(session: Session) -> None:
+    """On PostgreSQL, let the transaction's commit return before its write-ahead log reaches
+    the disk (a row locked FOR UPDATE alone makes a commit wait for that flush): a crash of
+    the server may lose the transaction then, whole, as if it never ran. SQLite in WAL mode
+    with ``synchronous=NORMAL`` never waits for the disk at a commit."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
+#: The oracle step's lock: the search's row while it runs, its ``trials_exhausted``.
+_LOCK_RUNNING_SEARCH = (
+    select(SearchRow.trials_exhausted)
+    .where(SearchRow.id == bindparam("search_id"), SearchRow.status == SearchStatus.RUNNING.value)
+    .with_for_update()
+)
+_LIVE_SLOT, _FAILED_TRIAL = "slot", "failed"
+#: Rows (kind, id, error) of a search's slots (``_LIVE_SLOT``) and of its trials the store
+#: failed (``_FAILED_TRIAL``, with their error), in one round trip.
+_SLOTS_AND_FAILED_TRIALS = union_all(
+    select(literal_column(f"'{_LIVE_SLOT}'"), SlotRow.slot_id, null()).where(
+        SlotRow.search_id == bindparam("search_id")
+    ),
+    select(literal_column(f"'{_FAILED_TRIAL}'"), TrialRow.trial_id, TrialRow.error).where(
+        TrialRow.search_id == bindparam("search_id"),
+        TrialRow.status == TrialStatus.FAILED.value,
+    ),
+)
 
 
 def _wants_slots(slots: Any) -> tuple[Any, ...]:
