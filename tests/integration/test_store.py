@@ -313,6 +313,18 @@ def test_the_oracle_step_sees_the_live_slots_and_the_failed_trials(store: Store)
     assert join(store, "w3").search_id == search_id
 
 
+def test_an_oracle_step_that_says_nothing_of_the_trials_left_keeps_what_the_store_knows(
+    store: Store,
+) -> None:
+    # The last slots' end_trial steps after the budget or the oracle said "no more": the
+    # search must not take slots again.
+    queue(store, 1)
+    ending, other = join(store, "w1"), join(store, "w2")
+    store.mark_trials_exhausted(other)
+    store.oracle_step(ending, lambda _context: OracleOutcome("ended"))
+    assert store.join_next("w3", hostname="h", lease_seconds=30) is None, "no more trials"
+
+
 def test_a_slot_fails_the_search_and_the_other_slots_lose_their_leases(store: Store) -> None:
     (search_id,) = queue(store, 1)
     first, second = join(store, "w1"), join(store, "w2")

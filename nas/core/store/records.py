@@ -300,10 +300,11 @@ class OracleContext:
 
 @dataclass(frozen=True)
 class OracleOutcome(Generic[T]):
-    """What one step of the oracle returns, and whether it hands out no more trials."""
+    """What one step of the oracle returns, and whether it hands out no more trials (None:
+    the step tells nothing of it, and the store keeps what it knows)."""
 
     value: T
-    trials_exhausted: bool = False
+    trials_exhausted: bool | None = None
 
 
 @dataclass(frozen=True)
