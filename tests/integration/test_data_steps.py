@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,14 +14,13 @@ from nas.core.store import (
     DataLease,
     DataStepRecord,
     DataStepState,
-    Extension,
     LeaseLostError,
     SearchStatus,
     SlotLease,
     Store,
     create_store,
 )
-from tests.support.leases import finish_trials, join
+from tests.support.leases import extension_now, finish_trials, join
 
 SPEC = {"objective": "val_accuracy"}
 READY_INFO = {"file": "prepared-1.npz", "fingerprint": "f" * 64, "images": 60}
@@ -210,16 +208,7 @@ def test_an_extended_search_keeps_its_ready_data(store: Store) -> None:
     ready = step_of(store, search_id)
     ended = store.get_search(search_id)
     assert ended is not None and ready.state == DataStepState.READY
-    extension = Extension(
-        extended_at=datetime.now(UTC),
-        max_trials=2,
-        seconds=None,
-        ended_as="succeeded",
-        ended_by="max_trials",
-        wall_seconds=1.0,
-        budget_spent=0.0,
-        attempts=1,
-    )
+    extension = extension_now(max_trials=2)
     extended = store.extend_search(
         search_id, revision=ended.revision, spec=SPEC, trials_planned=4, extension=extension
     )

@@ -13,7 +13,6 @@ import pytest
 
 from nas.core.store import (
     ExportedModel,
-    Extension,
     FinalTraining,
     Lease,
     LeaseLostError,
@@ -23,7 +22,7 @@ from nas.core.store import (
     Store,
     TrialStatus,
 )
-from tests.support.leases import finish_trials, join
+from tests.support.leases import extension_now, finish_trials, join
 
 SPEC = {"objective": "val_accuracy"}
 
@@ -59,16 +58,7 @@ SEARCH_WRITES: dict[str, tuple[str, Write]] = {
             revision=revision(store, held.search_id),
             spec=SPEC,
             trials_planned=3,
-            extension=Extension(
-                extended_at=datetime.now(UTC),
-                max_trials=1,
-                seconds=None,
-                ended_as="succeeded",
-                ended_by="max_trials",
-                wall_seconds=1.0,
-                budget_spent=0.0,
-                attempts=1,
-            ),
+            extension=extension_now(max_trials=1),
         ),
     ),
     "record_run_context": (

@@ -3,7 +3,9 @@ a worker process: a slot in a search, then the search's finishing step."""
 
 from __future__ import annotations
 
-from nas.core.store import Lease, SlotLease, Store
+from datetime import UTC, datetime
+
+from nas.core.store import Extension, Lease, SlotLease, Store
 
 
 def join(store: Store, worker_id: str = "w1", lease_seconds: float = 60) -> SlotLease:
@@ -21,3 +23,18 @@ def finish_trials(store: Store, slot: SlotLease, lease_seconds: float = 60) -> L
     lease = store.claim_finishing(slot.worker_id, lease_seconds)
     assert lease is not None and lease.search_id == slot.search_id, lease
     return lease
+
+
+def extension_now(max_trials: int) -> Extension:
+    """An extension made now of a search run that succeeded after its trials: ``max_trials``
+    more."""
+    return Extension(
+        extended_at=datetime.now(UTC),
+        max_trials=max_trials,
+        seconds=None,
+        ended_as="succeeded",
+        ended_by="max_trials",
+        wall_seconds=1.0,
+        budget_spent=0.0,
+        attempts=1,
+    )
