@@ -30,6 +30,8 @@ TINY_SPACE = {
     },
 }
 BUDGET_SECONDS = 45
+#: The most seconds from one trial's end to the next one's first batch on a loaded machine.
+BETWEEN_TRIALS_SECONDS = 10
 
 
 def one_photo_in_every_class(dest: Path, classes: int, copies: int) -> Path:
@@ -129,9 +131,14 @@ def test_a_budget_ends_the_search_on_time_and_a_hopeless_trial_stops_early(
         # The deadline is checked at batch boundaries: a trial ends within the epoch it is in
         # (plus that epoch's validation and the store's writes).
         assert overrun <= longest_epoch + 2.0, (overrun, longest_epoch)
+        assert len(board) < 20
         last = max(board, key=lambda trial: trial["finished_at"])
-        assert last["epochs"] < 100 and len(board) < 20
-        assert last["stop_reason"] == f"the search's budget of {BUDGET_SECONDS} s ran out"
+        if last["epochs"] < 100:
+            assert last["stop_reason"] == f"the search's budget of {BUDGET_SECONDS} s ran out"
+        else:
+            # The clock ran out between trials: the last one trained its 100 epochs just before
+            # the deadline and none began after it.
+            assert (last_end - started).total_seconds() >= BUDGET_SECONDS - BETWEEN_TRIALS_SECONDS
         assert done["training_seconds"] == pytest.approx(
             sum(trial["seconds"] for trial in board), abs=0.01
         )
