@@ -113,15 +113,12 @@ def assert_prepared_once(
 @pytest.mark.parametrize("algorithm", ["random", "bayesian", "hyperband"])
 def test_three_workers_share_one_search(
     algorithm: str,
-    database_url: str,
     fleet_settings: Settings,
     store: Store,
     client: TestClient,
     photos: Path,
     tmp_path: Path,
 ) -> None:
-    if algorithm != "random" and database_url.startswith("postgresql"):
-        pytest.skip("the oracle's steps do not depend on the database; SQLite covers them")
     tuner = {"hyperband_factor": 3, "epochs": 3} if algorithm == "hyperband" else {}
     search_id = submit(client, fleet_body(photos, algorithm=algorithm, **tuner))["id"]
     with workers(fleet_settings, tmp_path, 3) as fleet:
