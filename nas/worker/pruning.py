@@ -16,7 +16,7 @@ from typing import Any
 import keras
 
 from nas.core.specs import SearchSpec
-from nas.worker.budget import SearchClock
+from nas.worker.budget import BudgetClock
 
 History = Sequence[Mapping[str, float]]
 #: Earlier trials the median rule needs before it judges (with one, it would stop every
@@ -111,13 +111,13 @@ class StopRules:
     """What may stop a trial before its last epoch: the search's budget and its pruners."""
 
     spec: SearchSpec
-    clock: SearchClock
+    clock: BudgetClock
     classes: int
 
     @property
     def budget_reason(self) -> str:
         """The stop reason of a trial the budget ended."""
-        return f"the search's budget of {self.clock.seconds:g} s ran out"
+        return self.clock.stop_reason()
 
     @property
     def patience_reason(self) -> str:

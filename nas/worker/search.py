@@ -17,12 +17,18 @@ from nas.core.artifacts import SearchArtifacts
 from nas.core.settings import Settings
 from nas.core.spaces.data_bounds import ModelBounds, model_bounds
 from nas.core.specs import SearchSpec
-from nas.core.store import Lease, LeaseLostError, SearchRecord, SlotLease, Store
+from nas.core.store import Lease, LeaseLostError, SearchRecord, SlotLease, Store, TrialStatus
 from nas.hypermodels import build_hypermodel
 from nas.worker.batching import full_batches, validation_batch_size
-from nas.worker.budget import FINAL_TRAINING_SHARE, SearchClock
+from nas.worker.budget import (
+    FINAL_EPOCHS_PER_TRIAL_EPOCHS,
+    BudgetClock,
+    ExplorationClock,
+    SearchClock,
+)
 from nas.worker.data_step import obtain_search_data, read_search_data
 from nas.worker.datasets import ImageSet
+from nas.worker.final_training import seconds_per_epoch
 from nas.worker.hardware import Placement, choose_precision, select_placement
 from nas.worker.journal import TrialJournal
 from nas.worker.pruning import StopRules
@@ -92,6 +98,39 @@ def search_clock(search: SearchRecord, spec: SearchSpec) -> SearchClock:
     return SearchClock(search.resumed_at, spec.budget.seconds - search.budget_spent_before_resuming)
 
 
+def exploration_clock(
+    store: Store,
+    search_id: str,
+    spec: SearchSpec,
+    clock: SearchClock,
+    *,
+    trial_images: int,
+    final_images: int,
+) -> BudgetClock:
+    """The clock trials run on: the whole budget's, or, when the best architectures train to
+    the end, one that stops short of it to leave them their share, sized by the epoch time of
+    the search's first trial (the space's defaults) on ``trial_images``, scaled to the final
+    trainings' ``final_images``."""
+    if not spec.final_top_k:
+        return clock
+
+    def first_trial_epoch_seconds() -> float | None:
+        trials = store.list_trials(search_id)
+        if not trials:
+            return None
+        first = trials[0]
+        # A running trial's median needs three epochs: its first one also compiles the step.
+        if first.status == TrialStatus.RUNNING and len(first.history) < 3:
+            return None
+        return seconds_per_epoch(first, trial_images, final_images)
+
+    return ExplorationClock(
+        clock,
+        final_epochs_needed=FINAL_EPOCHS_PER_TRIAL_EPOCHS * spec.tuner.epochs * spec.final_top_k,
+        epoch_seconds=first_trial_epoch_seconds,
+    )
+
+
 def prepare_search(
     store: Store,
     settings: Settings,
@@ -145,9 +184,15 @@ def prepare_search(
         max_flops=bounds.max_flops,
     )
     clock = search_clock(search, spec)
-    # Exploration stops short of the budget when the best architectures train to the end.
-    reserve = FINAL_TRAINING_SHARE if spec.final_top_k else 0.0
-    stop_rules = StopRules(spec, clock.exploration(reserve), classes=len(data.images.class_names))
+    exploration = exploration_clock(
+        store,
+        search_id,
+        spec,
+        clock,
+        trial_images=len(data.train),
+        final_images=len(data.train) + len(data.validation),
+    )
+    stop_rules = StopRules(spec, exploration, classes=len(data.images.class_names))
     tuner = build_tuner(
         spec,
         hypermodel,

@@ -16,6 +16,7 @@ from nas.core.store import SlotLease, Store, TrialStatus
 from nas.worker.budget import SearchClock
 from nas.worker.journal import TrialJournal
 from nas.worker.pruning import StopRules, early_stopping
+from nas.worker.search import exploration_clock
 from nas.worker.signals import Interruptions
 from nas.worker.tuning import EpochReporter
 from tests.support.leases import join
@@ -26,8 +27,12 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 VALIDATION_LABELS = np.array([0] * 7 + [1] * 3)
 
 
-def leased_search(store: Store, **tuner: Any) -> tuple[SearchSpec, SlotLease]:
-    spec = SearchSpec.model_validate({"dataset": {"path": "/data"}, "tuner": tuner})
+def leased_search(
+    store: Store, budget: dict[str, float] | None = None, **tuner: Any
+) -> tuple[SearchSpec, SlotLease]:
+    spec = SearchSpec.model_validate(
+        {"dataset": {"path": "/data"}, "tuner": tuner, "budget": budget}
+    )
     store.create_search(spec.model_dump(mode="json"), trials_planned=3, owner="stops")
     return spec, join(store, "stops-worker", lease_seconds=600)
 
@@ -100,3 +105,34 @@ def test_early_stopping_and_the_budget_say_why_they_stopped_a_trial(store: Store
     assert patient.stop_reason == "patience: no better val_accuracy for 1 epochs"
     assert cut.epochs == 1  # stopped at its first batch, validated once
     assert cut.stop_reason == "the search's budget of 30 s ran out"
+
+
+def test_exploration_leaves_the_final_training_what_the_first_trial_s_epochs_need(
+    store: Store,
+) -> None:
+    spec, lease = leased_search(store, {"seconds": 1000}, algorithm="random", epochs=20)
+    journal = TrialJournal(store, lease, spec.objective)
+    clock = SearchClock(datetime.now(UTC), 1000)
+
+    def exploration_seconds() -> float | None:
+        # A new clock each time: one looks up the first trial's epochs at once.
+        explored = exploration_clock(
+            store, lease.search_id, spec, clock, trial_images=80, final_images=100
+        )
+        return explored.seconds
+
+    journal.trial_started("00", {})
+    for epoch in range(2):
+        journal.epoch_ended("00", epoch, {"val_accuracy": 0.5, "epoch_seconds": 10.0}, params=10)
+    # Running, two epochs: its first one compiled too; the default share is kept.
+    assert exploration_seconds() == pytest.approx(600)
+    journal.epoch_ended("00", 2, {"val_accuracy": 0.5, "epoch_seconds": 10.0}, params=10)
+    # 3 x 20 epochs of 12.5 s (10 s on 80 photos, on 100): 750 s kept for them.
+    assert exploration_seconds() == pytest.approx(250)
+    journal.trial_started("01", {})
+    journal.epoch_ended("01", 0, {"val_accuracy": 0.5, "epoch_seconds": 1.0}, params=10)
+    assert exploration_seconds() == pytest.approx(250), "the first trial's epochs, not later ones"
+    no_final = spec.model_copy(update={"final_top_k": 0})
+    assert exploration_clock(
+        store, lease.search_id, no_final, clock, trial_images=80, final_images=100
+    ).seconds == pytest.approx(1000)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nas.core.specs import SearchSpec
-from nas.worker.budget import SearchClock
+from nas.worker.budget import ExplorationClock, SearchClock, final_training_reserve
 from nas.worker.pruning import chance_stop, early_stopping, median_stop
 
 
@@ -104,3 +104,39 @@ def test_a_budget_plans_the_trials_and_epochs_the_body_leaves_out() -> None:
     assert tuner(budget={"seconds": 20}) == (2, 20)
     assert tuner(budget={"seconds": 1200}, tuner={"epochs": 5}) == (40, 5)
     assert tuner(budget={"seconds": 1200}, tuner={"max_trials": 3}) == (3, 20)
+
+
+def test_the_final_training_reserve_grows_where_epochs_are_dear() -> None:
+    # 60 epochs of 4 s fit in 40% of 1,200 s; of 19 s they would take 95%, capped at 90%.
+    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=4.0) == 0.4
+    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=10.0) == 0.5
+    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=19.0) == 0.9
+    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=None) == 0.4
+
+
+def test_exploration_ends_where_the_first_trial_s_epochs_say() -> None:
+    started = datetime.now(UTC) - timedelta(seconds=300)
+    looked_up: list[float | None] = [None, 10.0]
+    clock = ExplorationClock(
+        SearchClock(started, 1000),
+        final_epochs_needed=60,
+        epoch_seconds=lambda: looked_up.pop(0),
+        look_every_seconds=0.0,
+    )
+    # Not timed yet: the default share, 600 s of exploration, 300 s of it spent.
+    assert clock.seconds == pytest.approx(600)
+    # 60 epochs of 10 s: 60% of the budget kept, 400 s of exploration; then no more looks.
+    assert clock.seconds == pytest.approx(400) and not looked_up
+    assert clock.reserve() == pytest.approx(0.6) and not clock.expired()
+    assert clock.stop_reason() == (
+        "exploration's share of the search's budget ran out (400 of 1000 s; the rest trains "
+        "the best architecture to the end)"
+    )
+    spent = ExplorationClock(
+        SearchClock(started, 600), final_epochs_needed=60, epoch_seconds=lambda: 5.0
+    )
+    assert spent.expired(), "300 s spent of 600 - 300 s"
+    unbounded = ExplorationClock(
+        SearchClock(started, None), final_epochs_needed=60, epoch_seconds=lambda: 5.0
+    )
+    assert unbounded.seconds is None and not unbounded.expired()
