@@ -68,7 +68,7 @@ def test_the_tiny_default_preset_reports_the_search_beside_its_baseline(tmp_path
     assert outcome["test_accuracy"] is not None and 0.0 <= outcome["test_accuracy"] <= 1.0
     [final] = outcome["final_training"]
     assert final["images"] == outcome["train_photos"] + outcome["validation_photos"]
-    assert final["test_accuracy"] == outcome["test_accuracy"]
+    assert final["test_accuracy"] == outcome["test_accuracy"], final
     # The budget holds, the final training, the export and the test of the models included:
     # within one of the final training's epochs (and the moment it takes to close the search).
     final_epoch = final["seconds"] / final["epochs"]
