@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: How often a slot waiting for another to prepare the data looks again.
 WAIT_POLL_SECONDS = 0.5
-#: How often the preparer notes how many photos it decoded (its first one at once).
+#: How often the preparer notes its progress (which renews the data step's lease).
 PROGRESS_SECONDS = 1.0
 
 
@@ -99,8 +99,12 @@ def _prepare(
 ) -> SearchData:
     """Prepare the search's data under the data step's ``lease`` and mark it ready."""
     started = time.monotonic()
-    progress = _DecodeProgress(store, lease, interruptions)
-    data = load_search_data(dataset, settings, on_decoded=progress.advance)
+    progress = _Progress(store, lease, settings.lease_seconds, interruptions)
+    data = load_search_data(
+        dataset, settings, on_decoded=progress.decoded_one, on_progress=progress.advance
+    )
+    # A whole lease for the write, however long ago the last note was.
+    progress.note()
     # Each claim writes a file of its own: a holder fenced out meanwhile overwrites nothing.
     prepared = artifacts.data_dir / f"prepared-{lease.token}.npz"
     write_prepared(prepared, data)
@@ -127,23 +131,37 @@ def _prepare(
     return data
 
 
-class _DecodeProgress:
-    """Counts the photos the preparer decodes and notes the count in the store (fenced by the
-    data step's lease: a holder that lost it stops); stops the decoding on SIGTERM."""
+class _Progress:
+    """The preparer's progress, noted in the store at most every ``PROGRESS_SECONDS`` (the
+    first at once) with the count of photos decoded: each note renews the data step's lease,
+    so a preparer that stalls (on a hung file system, say) loses the step after a lease
+    however alive its slot is; a holder that lost the lease stops (fenced by its token).
+    Stops the preparation on SIGTERM."""
 
-    def __init__(self, store: Store, lease: DataLease, interruptions: Interruptions) -> None:
+    def __init__(
+        self, store: Store, lease: DataLease, lease_seconds: float, interruptions: Interruptions
+    ) -> None:
         self.decoded = 0
         self._store = store
         self._lease = lease
+        self._lease_seconds = lease_seconds
         self._interruptions = interruptions
         self._next_note = 0.0
 
-    def advance(self) -> None:
+    def decoded_one(self) -> None:
         """One more photo decoded."""
+        self.decoded += 1
+        self.advance()
+
+    def advance(self) -> None:
+        """A step of the preparation done (a photo decoded, a file hashed, a chunk
+        downloaded...)."""
         if self._interruptions.requested:
             raise SearchInterrupted("stopped while preparing the search's data")
-        self.decoded += 1
-        now = time.monotonic()
-        if now >= self._next_note:
-            self._store.record_data_progress(self._lease, self.decoded)
-            self._next_note = now + PROGRESS_SECONDS
+        if time.monotonic() >= self._next_note:
+            self.note()
+
+    def note(self) -> None:
+        """Note the progress now, renewing the data step's lease."""
+        self._store.record_data_progress(self._lease, self.decoded, self._lease_seconds)
+        self._next_note = time.monotonic() + PROGRESS_SECONDS

@@ -1,11 +1,13 @@
 """A search's data step on a real store (SQLite file and PostgreSQL): claimed once under its own
-lease, renewed with its holder's, fenced by its claim count, taken back from a lost holder, and
-failing the search only after NAS_MAX_ATTEMPTS lost leases in a row without progress."""
+lease, renewed by its holder's progress alone, fenced by its claim count, taken back from a lost
+or stalled holder, and failing the search only after NAS_MAX_ATTEMPTS lost leases in a row
+without progress."""
 
 from __future__ import annotations
 
 import multiprocessing
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -67,7 +69,7 @@ def test_one_slot_claims_the_data_step_and_marks_it_ready_for_all(store: Store) 
     )
     assert step.lease_expires_at is not None
 
-    store.record_data_progress(lease, 7)
+    store.record_data_progress(lease, 7, 60)
     noted = step_of(store, search_id)
     assert (noted.images_decoded, noted.images_reached) == (7, 7)
     store.mark_data_ready(lease, READY_INFO)
@@ -82,7 +84,7 @@ def test_one_slot_claims_the_data_step_and_marks_it_ready_for_all(store: Store) 
     assert ready.prepared_at is not None and ready.lease_expires_at is None
     assert store.claim_data_step(second, 60) is None, "ready: nothing to claim"
     with pytest.raises(LeaseLostError):
-        store.record_data_progress(lease, 8)
+        store.record_data_progress(lease, 8, 60)
 
 
 def test_a_claim_needs_the_claimants_own_lease(store: Store) -> None:
@@ -94,19 +96,30 @@ def test_a_claim_needs_the_claimants_own_lease(store: Store) -> None:
     assert step_of(store, search_id).state == DataStepState.PENDING
 
 
-def test_renewing_the_slot_renews_its_data_step(store: Store) -> None:
+def test_a_holder_that_stops_noting_progress_loses_the_data_step_however_alive_its_slot(
+    store: Store,
+) -> None:
     search_id = new_search(store)
     holder, other = join(store, "w1"), join(store, "w2")
-    claim(store, holder, lease_seconds=0.0)
-    store.renew_slot(other, 60)
-    assert expire(store) == [search_id], "another slot's heartbeat renews nothing of it"
-    assert step_of(store, search_id).state == DataStepState.PENDING
-
-    lease = claim(store, other, lease_seconds=0.0)
-    store.renew_slot(other, 60)
-    assert expire(store) == [], "renewed with its slot"
+    stalled = claim(store, holder, lease_seconds=1.0)
+    store.record_data_progress(stalled, 5, 1.0)
+    time.sleep(1.1)
+    store.renew_slot(holder, 60)  # its worker heartbeats the slot; its decoding hangs
+    assert expire(store) == [search_id], "reaped after its lease"
     step = step_of(store, search_id)
-    assert (step.state, step.token) == (DataStepState.PREPARING, lease.token)
+    assert (step.state, step.holder, step.lost_leases) == (DataStepState.PENDING, None, 1)
+    store.check_slot(holder)  # the slot itself lives on
+
+    fresh = claim(store, other, lease_seconds=0.0)
+    assert fresh.token == 2
+    store.record_data_progress(fresh, 6, 60)
+    extended = step_of(store, search_id).lease_expires_at
+    assert extended is not None and extended > datetime.now(UTC) + timedelta(seconds=50)
+    assert expire(store) == [], "its progress renewed it"
+    step = step_of(store, search_id)
+    assert (step.state, step.token, step.lost_leases) == (DataStepState.PREPARING, 2, 0)
+    with pytest.raises(LeaseLostError):
+        store.record_data_progress(stalled, 7, 60)
 
 
 def lose_holder(store: Store, search_id: str, decoded: int, max_attempts: int = 3) -> DataLease:
@@ -115,7 +128,7 @@ def lose_holder(store: Store, search_id: str, decoded: int, max_attempts: int = 
     assert slot.search_id == search_id
     lease = claim(store, slot, lease_seconds=0.0)
     if decoded:
-        store.record_data_progress(lease, decoded)
+        store.record_data_progress(lease, decoded, 0.0)
     expire(store, max_attempts)
     return lease
 
@@ -128,7 +141,7 @@ def test_a_lost_holder_is_fenced_and_the_next_claim_gets_a_new_token(store: Stor
     fresh = claim(store, join(store, "w2"))
     assert fresh.token == stale.token + 1
     for write in (
-        lambda: store.record_data_progress(stale, 6),
+        lambda: store.record_data_progress(stale, 6, 60),
         lambda: store.mark_data_ready(stale, READY_INFO),
     ):
         with pytest.raises(LeaseLostError):

@@ -456,7 +456,8 @@ class Store:
 
     @retried
     def renew_slot(self, lease: SlotLease, lease_seconds: float) -> LeaseState:
-        """Extend a slot's lease (its heartbeat); raises LeaseLostError if it is gone."""
+        """Extend a slot's lease (its heartbeat), not that of a data step it holds (only its
+        progress renews that); raises LeaseLostError if it is gone."""
         with self._transaction(write=True) as session:
             renewed = session.execute(
                 update(SlotRow)
@@ -466,12 +467,6 @@ class Store:
             ).rowcount
             if not renewed:
                 raise LeaseLostError(_slot_lost(lease))
-            session.execute(
-                update(DataStepRow)
-                .where(*_holding(lease.search_id, lease.slot_id))
-                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-                .execution_options(synchronize_session=False)
-            )
             return LeaseState(
                 cancel_requested=bool(
                     session.scalar(
@@ -738,8 +733,9 @@ class Store:
     @retried
     def claim_data_step(self, lease: SlotLease, lease_seconds: float) -> DataLease | None:
         """Take the search's data step for the slot of ``lease``, under a lease of its own
-        that renewing the slot renews too; None unless the step is pending (another slot
-        holds it, or the data is ready).
+        that only :meth:`record_data_progress` renews (a holder that stalls loses it, however
+        alive its slot); None unless the step is pending (another slot holds it, or the data
+        is ready).
 
         Raises:
             LeaseLostError: the slot's lease does not hold.
@@ -786,9 +782,13 @@ class Store:
             )
 
     @retried
-    def record_data_progress(self, lease: DataLease, images_decoded: int) -> None:
-        """Note how many photos the holder of the data step decoded so far: more than any
-        holder before it is progress, which forgives the step's lost leases.
+    def record_data_progress(
+        self, lease: DataLease, images_decoded: int, lease_seconds: float
+    ) -> None:
+        """Note that the holder of the data step is still at work, having decoded
+        ``images_decoded`` photos so far, and extend the step's lease by ``lease_seconds``
+        (the one way to renew it). More photos than any holder before it decoded is
+        progress, which forgives the step's lost leases.
 
         Raises:
             LeaseLostError: the data step's lease does not hold.
@@ -803,6 +803,7 @@ class Store:
                     images_decoded=images_decoded,
                     images_reached=case((further, images_decoded), else_=reached),
                     lost_leases=case((further, 0), else_=lost),
+                    lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
                 )
                 .execution_options(synchronize_session=False)
             ).rowcount
