@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.core.data_confinement import Confinement, OutsideRoots
+from nas.core.data_confinement import Confinement, OutsideRoots, fixed_part
 from nas.core.errors import DatasetError
 from nas.core.folders import FolderScan, scan_folder
 from nas.core.settings import Settings
@@ -44,6 +44,27 @@ class SearchData:
             "from_cache": images.from_cache and (self.test is None or self.test.from_cache),
             "fingerprint": images.fingerprint,
         }
+
+
+def unreadable_here(dataset: DatasetSpec, settings: Settings) -> list[str]:
+    """The dataset's local sources that this host cannot read inside its data roots, each as
+    ``dataset.<field> <path>``: out of the roots (whether or not they exist there), missing
+    or unreadable. Cheap: each folder (a TFRecord glob's, or its one file) is looked at, not
+    listed. The photos of ``name`` and of gs:// shards are fetched by whoever prepares them.
+    """
+    confinement = Confinement(settings.resolved_data_roots())
+    tfrecords = dataset.tfrecords
+    sources = (
+        ("path", dataset.path, dataset.path),
+        ("tfrecords", tfrecords, None if tfrecords is None or "://" in tfrecords else tfrecords),
+        ("test_path", dataset.test_path, dataset.test_path),
+    )
+    return [
+        f"dataset.{field} {raw}"
+        for field, raw, local in sources
+        if local is not None
+        and not confinement.readable(fixed_part(local) if field == "tfrecords" else local)
+    ]
 
 
 def load_search_data(

@@ -1,7 +1,7 @@
 """A search's data step on a real store (SQLite file and PostgreSQL): claimed once under its own
 lease, renewed by its holder's progress alone, fenced by its claim count, taken back from a lost
-or stalled holder, and failing the search only after NAS_MAX_ATTEMPTS lost leases in a row
-without progress."""
+or stalled holder, failing the search only after NAS_MAX_ATTEMPTS lost leases in a row without
+progress, or once no live worker can read the photos."""
 
 from __future__ import annotations
 
@@ -228,6 +228,79 @@ def test_an_extended_search_keeps_its_ready_data(store: Store) -> None:
     assert extended is not None and extended.search.status == SearchStatus.QUEUED
     assert step_of(store, search_id) == ready
     assert store.claim_data_step(join(store, "w2"), 60) is None, "nothing to prepare again"
+
+
+UNREADABLE = (
+    "DatasetError: no live worker can read dataset.path /data/flowers inside its data roots "
+    "(NAS_DATA_ROOTS)"
+)
+
+
+def test_the_search_fails_once_no_live_worker_could_read_its_photos_for_a_lease(
+    store: Store,
+) -> None:
+    search_id = new_search(store)
+    lease_seconds = 0.5
+    gpus = []
+    for worker_id, host in (("gpu-1", "gpu-host-1"), ("gpu-2", "gpu-host-2")):
+        store.register_worker(worker_id, hostname=host, pid=1, backend="tensorflow", slots=1)
+        gpus.append(join(store, worker_id))
+        step = store.note_data_unreadable(gpus[-1], UNREADABLE, live_seconds=lease_seconds)
+    assert (step.state, step.token, step.unreadable_by) == (
+        DataStepState.PENDING,
+        0,
+        ("gpu-1", "gpu-2"),
+    ), "no worker can read them, but one that can may be starting"
+    first_noted = step.unreadable_since
+    assert first_noted is not None
+
+    time.sleep(lease_seconds)
+    store.register_worker("photos", hostname="photo-host", pid=2, backend="tensorflow", slots=1)
+    step = store.note_data_unreadable(gpus[0], UNREADABLE, live_seconds=lease_seconds)
+    assert (step.state, step.unreadable_by, step.unreadable_since) == (
+        DataStepState.PENDING,
+        ("gpu-1", "gpu-2"),
+        first_noted,
+    ), "a live worker that may read them"
+
+    time.sleep(lease_seconds)  # its heartbeat is older than a lease now
+    step = store.note_data_unreadable(gpus[1], UNREADABLE, live_seconds=lease_seconds)
+    error = f"{UNREADABLE}; hosts that cannot: gpu-host-1, gpu-host-2"
+    assert (step.state, step.error, step.token) == (DataStepState.FAILED, error, 0)
+    search = store.get_search(search_id)
+    assert search is not None
+    assert (search.status, search.error, search.ended_by) == (SearchStatus.FAILED, error, "error")
+    with pytest.raises(LeaseLostError):
+        store.claim_data_step(gpus[0], 60)
+
+
+def test_only_a_pending_data_step_takes_notes_of_unreadable_photos(store: Store) -> None:
+    search_id = new_search(store)
+    store.register_worker("gpu", hostname="gpu-host", pid=1, backend="tensorflow", slots=1)
+    holder, gpu = join(store, "photos"), join(store, "gpu")
+    claim(store, holder)
+    step = store.note_data_unreadable(gpu, UNREADABLE, live_seconds=0)
+    assert (step.state, step.holder, step.unreadable_by) == (
+        DataStepState.PREPARING,
+        holder.slot_id,
+        (),
+    )
+    assert step_of(store, search_id) == step
+
+
+def test_a_search_that_ends_forgets_which_workers_could_not_read_its_photos(
+    store: Store,
+) -> None:
+    search_id = new_search(store)
+    gpu = join(store, "gpu")
+    assert store.note_data_unreadable(gpu, UNREADABLE, live_seconds=60).unreadable_by == ("gpu",)
+    store.fail_search(gpu, "RuntimeError: not about the data")
+    step = step_of(store, search_id)
+    assert (step.state, step.unreadable_by, step.unreadable_since) == (
+        DataStepState.PENDING,
+        (),
+        None,
+    ), "an extension's workers look again"
 
 
 def _claim_race(
