@@ -51,6 +51,17 @@ class Confinement:
             raise OutsideRoots(OUTSIDE_ROOTS)
         return resolved
 
+    def readable(self, raw_path: str | Path) -> bool:
+        """Whether ``raw_path`` resolves inside a root to a folder this process may list, or
+        a file it may read; cheap (lists nothing). False for one outside the roots whether
+        or not it exists there: it is not looked at."""
+        resolved = self._real_path(raw_path)
+        if resolved is None:
+            return False
+        if resolved.is_dir():
+            return os.access(resolved, os.R_OK | os.X_OK)
+        return resolved.is_file() and os.access(resolved, os.R_OK)
+
     def entries(self, folder: Path) -> Iterator[os.DirEntry[str]]:
         """The entries of ``folder``, hidden ones too, unchecked: pass each one the caller
         examines to :meth:`confined` before asking whether it is a folder or a file.
@@ -156,6 +167,14 @@ class Confinement:
         except (OSError, ValueError):  # a NUL byte
             return None
         return resolved if any(resolved.is_relative_to(root) for root in self.roots) else None
+
+
+def fixed_part(pattern: str) -> str:
+    """The part of a local glob before its first wildcard component: the folder its matches
+    lie in (the pattern itself, if it holds no wildcard)."""
+    parts = Path(pattern).parts
+    fixed = parts[: _first_wildcard(parts)]
+    return str(Path(*fixed)) if fixed else "."
 
 
 def _first_wildcard(parts: Sequence[str]) -> int:

@@ -55,11 +55,17 @@ class DigestIndex:
         self._folder = cache_dir / "digests"
         self._kind = kind
 
-    def digests(self, files: Sequence[Path], compute: Callable[[Path], str]) -> list[str | None]:
+    def digests(
+        self,
+        files: Sequence[Path],
+        compute: Callable[[Path], str],
+        on_each: Callable[[], None] | None = None,
+    ) -> list[str | None]:
         """The digest of each file: remembered while the file is unchanged, else
         ``compute(file)``'s, then remembered; None for a file that cannot be read.
+        ``on_each`` is called after each file.
 
-        Errors of ``compute`` other than OSError propagate.
+        Errors of ``compute`` (other than OSError) and of ``on_each`` propagate.
         """
         tables: dict[Path, _FolderTable] = {}
         digests = []
@@ -68,6 +74,8 @@ class DigestIndex:
             if table is None:
                 table = tables[file.parent] = self._table(file.parent)
             digests.append(table.digest(file, compute))
+            if on_each is not None:
+                on_each()
         for table in tables.values():
             table.save()
         return digests

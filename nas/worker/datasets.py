@@ -98,9 +98,11 @@ def load_images(
     *,
     max_pixels: int | None = None,
     on_decoded: Callable[[], None] | None = None,
+    on_hashed: Callable[[], None] | None = None,
 ) -> ImageSet:
     """Decode every scanned file with :func:`decode_image`, skipping unusable ones; after
-    each file, ``on_decoded`` is called (it may raise to stop the decoding).
+    each file, ``on_decoded`` is called (it may raise to stop the decoding), and after each
+    file's digest for the cache key is known, ``on_hashed``.
 
     With ``cache_dir``, the result is stored there under a key of the image size, the pixel
     cap, the class names and each file's relative path and content digest; a later call with
@@ -122,7 +124,9 @@ def load_images(
 
     return cached_image_set(
         cache_dir,
-        lambda cache: key_of(DigestIndex(cache, "files").digests(scan.files, digest_file)),
+        lambda cache: key_of(
+            DigestIndex(cache, "files").digests(scan.files, digest_file, on_each=on_hashed)
+        ),
         decode,
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.core.data_confinement import Confinement, OutsideRoots
+from nas.core.data_confinement import Confinement, OutsideRoots, fixed_part
 from nas.core.errors import DatasetError
 from nas.core.folders import FolderScan, scan_folder
 from nas.core.settings import Settings
@@ -46,12 +46,38 @@ class SearchData:
         }
 
 
+def unreadable_here(dataset: DatasetSpec, settings: Settings) -> list[str]:
+    """The dataset's local sources that this host cannot read inside its data roots, each as
+    ``dataset.<field> <path>``: out of the roots (whether or not they exist there), missing
+    or unreadable. Cheap: each folder (a TFRecord glob's, or its one file) is looked at, not
+    listed. The photos of ``name`` and of gs:// shards are fetched by whoever prepares them.
+    """
+    confinement = Confinement(settings.resolved_data_roots())
+    tfrecords = dataset.tfrecords
+    sources = (
+        ("path", dataset.path, dataset.path),
+        ("tfrecords", tfrecords, None if tfrecords is None or "://" in tfrecords else tfrecords),
+        ("test_path", dataset.test_path, dataset.test_path),
+    )
+    return [
+        f"dataset.{field} {raw}"
+        for field, raw, local in sources
+        if local is not None
+        and not confinement.readable(fixed_part(local) if field == "tfrecords" else local)
+    ]
+
+
 def load_search_data(
-    dataset: DatasetSpec, settings: Settings, on_decoded: Callable[[], None] | None = None
+    dataset: DatasetSpec,
+    settings: Settings,
+    on_decoded: Callable[[], None] | None = None,
+    on_progress: Callable[[], None] | None = None,
 ) -> SearchData:
     """Decode (or read from the cache) the dataset's photos and split them, first checking
     again that every file lies inside the data roots (links may have changed since submit).
-    ``on_decoded`` is called after each photo decoded (it may raise to stop the decoding).
+    ``on_decoded`` is called after each photo decoded, ``on_progress`` after each other step
+    of the reading (a file hashed for the decode cache's key, or its digest remembered; a
+    chunk of a download, a file extracted); either may raise to stop.
 
     Raises:
         DatasetError: the photos cannot be used; the message says why.
@@ -62,7 +88,7 @@ def load_search_data(
     if dataset.test_path is not None:
         with _confined("test_path"):
             test_scan = scan_folder(Path(dataset.test_path), confinement=confinement)
-    images = _load_source(dataset, settings, confinement, on_decoded)
+    images = _load_source(dataset, settings, confinement, on_decoded, on_progress)
     train, validation, held_out = three_way_split(
         images.labels, dataset.test_split, dataset.validation_split, dataset.seed
     )
@@ -83,6 +109,7 @@ def load_search_data(
                 settings.cache_dir,
                 max_pixels=settings.limit_image_pixels,
                 on_decoded=on_decoded,
+                on_hashed=on_progress,
             )
         if test.class_names != images.class_names:
             raise DatasetError(
@@ -97,6 +124,7 @@ def _load_source(
     settings: Settings,
     confinement: Confinement,
     on_decoded: Callable[[], None] | None,
+    on_progress: Callable[[], None] | None,
 ) -> ImageSet:
     if dataset.tfrecords is not None:
         with _confined("tfrecords"):
@@ -110,16 +138,20 @@ def _load_source(
                 max_pixels=settings.limit_image_pixels,
                 confinement=confinement,
                 on_decoded=on_decoded,
+                on_hashed=on_progress,
             )
     if dataset.path is None:
         folder = fetch_tf_flowers(
-            settings.cache_dir, settings.tf_flowers_url, settings.download_timeout_seconds
+            settings.cache_dir,
+            settings.tf_flowers_url,
+            settings.download_timeout_seconds,
+            on_progress=on_progress,
         )
         scan = scan_folder(folder, dataset.max_images_per_class)
-        return _decode(scan, dataset, settings, on_decoded)
+        return _decode(scan, dataset, settings, on_decoded, on_progress)
     with _confined("path"):
         scan = scan_folder(Path(dataset.path), dataset.max_images_per_class, confinement)
-        return _decode(scan, dataset, settings, on_decoded)
+        return _decode(scan, dataset, settings, on_decoded, on_progress)
 
 
 def _decode(
@@ -127,6 +159,7 @@ def _decode(
     dataset: DatasetSpec,
     settings: Settings,
     on_decoded: Callable[[], None] | None,
+    on_progress: Callable[[], None] | None,
 ) -> ImageSet:
     return load_images(
         scan,
@@ -134,6 +167,7 @@ def _decode(
         settings.cache_dir,
         max_pixels=settings.limit_image_pixels,
         on_decoded=on_decoded,
+        on_hashed=on_progress,
     )
 
 

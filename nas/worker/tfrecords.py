@@ -47,9 +47,11 @@ def load_tfrecords(
     max_pixels: int | None = None,
     confinement: Confinement | None = None,
     on_decoded: Callable[[], None] | None = None,
+    on_hashed: Callable[[], None] | None = None,
 ) -> ImageSet:
     """Decode the records of every shard matching ``pattern`` with :func:`decode_image`;
-    after each image, ``on_decoded`` is called (it may raise to stop the decoding).
+    after each image, ``on_decoded`` is called (it may raise to stop the decoding), and
+    after each local shard's digest for the cache key is known, ``on_hashed``.
 
     Shards are read in name order and records in file order; with ``max_images_per_class``,
     the first ones of each class are kept. Class indices must lie in 0..``max_classes`` - 1
@@ -100,7 +102,9 @@ def load_tfrecords(
     def key(cache: Path) -> str:
         return remote_key or key_of(
             DigestIndex(cache, "tfrecords").digests(
-                [Path(shard) for shard in shards], lambda shard: _digest_records(str(shard))
+                [Path(shard) for shard in shards],
+                lambda shard: _digest_records(str(shard)),
+                on_each=on_hashed,
             )
         )
 

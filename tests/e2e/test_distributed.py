@@ -1,10 +1,12 @@
 """One search spread over several workers, each with its own cache and id as on its own host,
 sharing only the database and the artifacts folder: real worker processes, real photos. The
-search's photos are decoded once, by one worker, and read by the others from the artifacts."""
+search's photos are decoded once, by one worker that can read them, and read by the others
+from the artifacts."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -43,6 +45,13 @@ def fleet_settings(settings: Settings) -> Settings:
 @pytest.fixture
 def photos(fleet_settings: Settings) -> Path:
     return copy_flowers_slice(fleet_settings.data_roots[0] / "fleet-flowers", per_class=8)
+
+
+def without_photos(settings: Settings, tmp_path: Path) -> Settings:
+    """``settings`` on a host whose one data root holds none of the photos."""
+    root = tmp_path / "empty-root"
+    root.mkdir(exist_ok=True)
+    return settings.model_copy(update={"data_roots": [root]})
 
 
 def fleet_body(photos: Path, **tuner: Any) -> dict[str, Any]:
@@ -275,9 +284,7 @@ def test_a_worker_without_the_photos_trains_on_the_prepared_data(
     # Stopped: its trial goes to the second worker, on a host where the photos are not, whose
     # data roots do not hold them, and whose cache folder is its own.
     photos.rename(tmp_path / "photos-unmounted")
-    elsewhere = fleet_settings.model_copy(update={"data_roots": [tmp_path / "empty-root"]})
-    (tmp_path / "empty-root").mkdir()
-    with workers(elsewhere, second_host, 1) as (second,):
+    with workers(without_photos(fleet_settings, tmp_path), second_host, 1) as (second,):
         search = finished(store, search_id)
     assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
     caches = [first_host / "cache-0", second_host / "cache-0"]
@@ -288,6 +295,52 @@ def test_a_worker_without_the_photos_trains_on_the_prepared_data(
     assert search.attempts[-1].worker_id == record.id, "and took the finishing step"
     (model,) = store.list_models(search_id)
     assert model.test_accuracy is not None, "tested on the prepared test photos"
+
+
+# As above; the store's side runs on both databases in tests/integration/test_data_steps.py.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_without_the_photos_waits_for_one_with_them_and_trains_too(
+    fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    # A lease: the time a worker that can read the photos has to start, once the first noted
+    # that it cannot, before the search fails.
+    settings = fleet_settings.model_copy(update={"lease_seconds": 10.0})
+    search_id = submit(client, fleet_body(photos, max_trials=3))["id"]
+    first_host, second_host = tmp_path / "first-host", tmp_path / "second-host"
+
+    def noted() -> tuple[str, ...]:
+        return data_step(store, search_id).unreadable_by
+
+    with workers(without_photos(settings, tmp_path), first_host, 1):
+        (first,) = wait_until(noted, 120, "the first worker to note it cannot read them", 0.1)
+        assert data_step(store, search_id).state == DataStepState.PENDING, "nor claimed them"
+        with workers(settings, second_host, 1):
+            search = finished(store, search_id)
+    assert search.status == SearchStatus.SUCCEEDED, logs(tmp_path)
+    caches = [first_host / "cache-0", second_host / "cache-0"]
+    step = assert_prepared_once(store, settings, search_id, caches, caches[1])
+    assert step.worker_id != first and step.unreadable_by == (first,)
+    trials = store.list_trials(search_id)
+    assert first in {trial.worker_id for trial in trials}, "it trained on the prepared data"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_search_whose_photos_no_live_worker_can_read_fails_saying_so(
+    fleet_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    search_id = submit(client, fleet_body(photos, max_trials=3))["id"]
+    with workers(without_photos(fleet_settings, tmp_path), tmp_path, 1):
+        search = finished(store, search_id, timeout=60)
+    path = search.spec["dataset"]["path"]
+    error = (
+        f"DatasetError: no live worker can read dataset.path {path} inside its data roots "
+        f"(NAS_DATA_ROOTS); hosts that cannot: {socket.gethostname()}"
+    )
+    assert (search.status, search.error) == (SearchStatus.FAILED, error), logs(tmp_path)
+    step = data_step(store, search_id)
+    assert (step.state, step.error, step.token) == (DataStepState.FAILED, error, 0)
+    assert not decoded_in(tmp_path / "cache-0")
+    assert store.list_trials(search_id) == []
 
 
 # The scheduling it shows is the same on both databases; PostgreSQL's locking is shown by

@@ -1,11 +1,13 @@
 """A search's data step on a real store (SQLite file and PostgreSQL): claimed once under its own
-lease, renewed with its holder's, fenced by its claim count, taken back from a lost holder, and
-failing the search only after NAS_MAX_ATTEMPTS lost leases in a row without progress."""
+lease, renewed by its holder's progress alone, fenced by its claim count, taken back from a lost
+or stalled holder, failing the search only after NAS_MAX_ATTEMPTS lost leases in a row without
+progress, or once no live worker can read the photos."""
 
 from __future__ import annotations
 
 import multiprocessing
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -67,7 +69,7 @@ def test_one_slot_claims_the_data_step_and_marks_it_ready_for_all(store: Store) 
     )
     assert step.lease_expires_at is not None
 
-    store.record_data_progress(lease, 7)
+    store.record_data_progress(lease, 7, 60)
     noted = step_of(store, search_id)
     assert (noted.images_decoded, noted.images_reached) == (7, 7)
     store.mark_data_ready(lease, READY_INFO)
@@ -82,7 +84,7 @@ def test_one_slot_claims_the_data_step_and_marks_it_ready_for_all(store: Store) 
     assert ready.prepared_at is not None and ready.lease_expires_at is None
     assert store.claim_data_step(second, 60) is None, "ready: nothing to claim"
     with pytest.raises(LeaseLostError):
-        store.record_data_progress(lease, 8)
+        store.record_data_progress(lease, 8, 60)
 
 
 def test_a_claim_needs_the_claimants_own_lease(store: Store) -> None:
@@ -94,19 +96,30 @@ def test_a_claim_needs_the_claimants_own_lease(store: Store) -> None:
     assert step_of(store, search_id).state == DataStepState.PENDING
 
 
-def test_renewing_the_slot_renews_its_data_step(store: Store) -> None:
+def test_a_holder_that_stops_noting_progress_loses_the_data_step_however_alive_its_slot(
+    store: Store,
+) -> None:
     search_id = new_search(store)
     holder, other = join(store, "w1"), join(store, "w2")
-    claim(store, holder, lease_seconds=0.0)
-    store.renew_slot(other, 60)
-    assert expire(store) == [search_id], "another slot's heartbeat renews nothing of it"
-    assert step_of(store, search_id).state == DataStepState.PENDING
-
-    lease = claim(store, other, lease_seconds=0.0)
-    store.renew_slot(other, 60)
-    assert expire(store) == [], "renewed with its slot"
+    stalled = claim(store, holder, lease_seconds=1.0)
+    store.record_data_progress(stalled, 5, 1.0)
+    time.sleep(1.1)
+    store.renew_slot(holder, 60)  # its worker heartbeats the slot; its decoding hangs
+    assert expire(store) == [search_id], "reaped after its lease"
     step = step_of(store, search_id)
-    assert (step.state, step.token) == (DataStepState.PREPARING, lease.token)
+    assert (step.state, step.holder, step.lost_leases) == (DataStepState.PENDING, None, 1)
+    store.check_slot(holder)  # the slot itself lives on
+
+    fresh = claim(store, other, lease_seconds=0.0)
+    assert fresh.token == 2
+    store.record_data_progress(fresh, 6, 60)
+    extended = step_of(store, search_id).lease_expires_at
+    assert extended is not None and extended > datetime.now(UTC) + timedelta(seconds=50)
+    assert expire(store) == [], "its progress renewed it"
+    step = step_of(store, search_id)
+    assert (step.state, step.token, step.lost_leases) == (DataStepState.PREPARING, 2, 0)
+    with pytest.raises(LeaseLostError):
+        store.record_data_progress(stalled, 7, 60)
 
 
 def lose_holder(store: Store, search_id: str, decoded: int, max_attempts: int = 3) -> DataLease:
@@ -115,7 +128,7 @@ def lose_holder(store: Store, search_id: str, decoded: int, max_attempts: int = 
     assert slot.search_id == search_id
     lease = claim(store, slot, lease_seconds=0.0)
     if decoded:
-        store.record_data_progress(lease, decoded)
+        store.record_data_progress(lease, decoded, 0.0)
     expire(store, max_attempts)
     return lease
 
@@ -128,7 +141,7 @@ def test_a_lost_holder_is_fenced_and_the_next_claim_gets_a_new_token(store: Stor
     fresh = claim(store, join(store, "w2"))
     assert fresh.token == stale.token + 1
     for write in (
-        lambda: store.record_data_progress(stale, 6),
+        lambda: store.record_data_progress(stale, 6, 60),
         lambda: store.mark_data_ready(stale, READY_INFO),
     ):
         with pytest.raises(LeaseLostError):
@@ -215,6 +228,79 @@ def test_an_extended_search_keeps_its_ready_data(store: Store) -> None:
     assert extended is not None and extended.search.status == SearchStatus.QUEUED
     assert step_of(store, search_id) == ready
     assert store.claim_data_step(join(store, "w2"), 60) is None, "nothing to prepare again"
+
+
+UNREADABLE = (
+    "DatasetError: no live worker can read dataset.path /data/flowers inside its data roots "
+    "(NAS_DATA_ROOTS)"
+)
+
+
+def test_the_search_fails_once_no_live_worker_could_read_its_photos_for_a_lease(
+    store: Store,
+) -> None:
+    search_id = new_search(store)
+    lease_seconds = 0.5
+    gpus = []
+    for worker_id, host in (("gpu-1", "gpu-host-1"), ("gpu-2", "gpu-host-2")):
+        store.register_worker(worker_id, hostname=host, pid=1, backend="tensorflow", slots=1)
+        gpus.append(join(store, worker_id))
+        step = store.note_data_unreadable(gpus[-1], UNREADABLE, live_seconds=lease_seconds)
+    assert (step.state, step.token, step.unreadable_by) == (
+        DataStepState.PENDING,
+        0,
+        ("gpu-1", "gpu-2"),
+    ), "no worker can read them, but one that can may be starting"
+    first_noted = step.unreadable_since
+    assert first_noted is not None
+
+    time.sleep(lease_seconds)
+    store.register_worker("photos", hostname="photo-host", pid=2, backend="tensorflow", slots=1)
+    step = store.note_data_unreadable(gpus[0], UNREADABLE, live_seconds=lease_seconds)
+    assert (step.state, step.unreadable_by, step.unreadable_since) == (
+        DataStepState.PENDING,
+        ("gpu-1", "gpu-2"),
+        first_noted,
+    ), "a live worker that may read them"
+
+    time.sleep(lease_seconds)  # its heartbeat is older than a lease now
+    step = store.note_data_unreadable(gpus[1], UNREADABLE, live_seconds=lease_seconds)
+    error = f"{UNREADABLE}; hosts that cannot: gpu-host-1, gpu-host-2"
+    assert (step.state, step.error, step.token) == (DataStepState.FAILED, error, 0)
+    search = store.get_search(search_id)
+    assert search is not None
+    assert (search.status, search.error, search.ended_by) == (SearchStatus.FAILED, error, "error")
+    with pytest.raises(LeaseLostError):
+        store.claim_data_step(gpus[0], 60)
+
+
+def test_only_a_pending_data_step_takes_notes_of_unreadable_photos(store: Store) -> None:
+    search_id = new_search(store)
+    store.register_worker("gpu", hostname="gpu-host", pid=1, backend="tensorflow", slots=1)
+    holder, gpu = join(store, "photos"), join(store, "gpu")
+    claim(store, holder)
+    step = store.note_data_unreadable(gpu, UNREADABLE, live_seconds=0)
+    assert (step.state, step.holder, step.unreadable_by) == (
+        DataStepState.PREPARING,
+        holder.slot_id,
+        (),
+    )
+    assert step_of(store, search_id) == step
+
+
+def test_a_search_that_ends_forgets_which_workers_could_not_read_its_photos(
+    store: Store,
+) -> None:
+    search_id = new_search(store)
+    gpu = join(store, "gpu")
+    assert store.note_data_unreadable(gpu, UNREADABLE, live_seconds=60).unreadable_by == ("gpu",)
+    store.fail_search(gpu, "RuntimeError: not about the data")
+    step = step_of(store, search_id)
+    assert (step.state, step.unreadable_by, step.unreadable_since) == (
+        DataStepState.PENDING,
+        (),
+        None,
+    ), "an extension's workers look again"
 
 
 def _claim_race(

@@ -156,13 +156,23 @@ def test_tf_flowers_is_downloaded_once_over_http(tmp_path: Path) -> None:
     flowers_archive(tmp_path / "site", per_class=2)
     cache = tmp_path / "cache"
 
+    steps: list[None] = []
+
+    def fetch(url: str) -> Path:
+        archive = f"{url}/{ARCHIVE_NAME}"
+        return fetch_tf_flowers(cache, archive, 10, on_progress=lambda: steps.append(None))
+
     with serve_files(tmp_path / "site") as url:
-        folder = fetch_tf_flowers(cache, f"{url}/{ARCHIVE_NAME}", timeout_seconds=10)
-    again = fetch_tf_flowers(cache, f"{url}/{ARCHIVE_NAME}", timeout_seconds=10)  # server gone
+        folder = fetch(url)
+    downloaded = len(steps)
+    again = fetch(url)  # server gone
 
     assert again == folder == cache / "tf_flowers" / "flower_photos"
     scan = scan_folder(folder)
     assert scan.class_names == TF_FLOWERS_CLASSES and len(scan.files) == 10
+    # A chunk or more, then each of the 17 members (6 folders, 10 photos, the license)
+    # extracted; nothing the second time.
+    assert downloaded >= 1 + 17 and len(steps) == downloaded
     assert [entry.name for entry in (cache / "tf_flowers").iterdir()] == ["flower_photos"]
 
 

@@ -284,6 +284,29 @@ def test_digests_of_unchanged_files_are_remembered(flowers: Path, tmp_path: Path
     assert not load_images(scan_folder(flowers), SIZE, cache).from_cache
 
 
+def test_each_file_hashed_or_remembered_and_each_photo_decoded_is_reported(
+    flowers: Path, tmp_path: Path
+) -> None:
+    # What a preparer notes its progress by, so that hashing a large folder keeps its lease.
+    cache, scan = tmp_path / "cache", scan_folder(flowers)
+    calls: list[str] = []
+
+    def load() -> list[str]:
+        calls.clear()
+        load_images(
+            scan,
+            SIZE,
+            cache,
+            on_decoded=lambda: calls.append("decoded"),
+            on_hashed=lambda: calls.append("hashed"),
+        )
+        return calls
+
+    hashed = ["hashed"] * len(scan.files)
+    assert load() == hashed + ["decoded"] * len(scan.files), "every digest comes first"
+    assert load() == hashed, "remembered, then read from the cache"
+
+
 def test_an_image_over_the_pixel_cap_is_skipped_undecoded(flowers: Path) -> None:
     # 9000 x 9000 pixels, under Pillow's bomb limit, in a few kB: 1 bit per pixel, all black.
     Image.new("1", (9000, 9000)).save(flowers / "roses" / "huge.png")

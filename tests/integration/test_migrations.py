@@ -235,6 +235,43 @@ def test_data_steps_up_and_down(bare_store: Store) -> None:
     assert bare_store.get_data_step("1" * 32) is not None
 
 
+def test_unreadable_notes_up_and_down(bare_store: Store) -> None:
+    migrate(bare_store.engine, "0011_data_step")
+    with bare_store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO searches (id, owner, status, spec, trials_planned, created_at, "
+                "attempt, cancel_requested) VALUES (:id, 'alice', 'running', '{}', 1, :now, "
+                "0, false)"
+            ),
+            {"id": "1" * 32, "now": "2026-12-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO search_data_steps (search_id, state, token, lost_leases, "
+                "images_decoded, images_reached) VALUES (:id, 'pending', 0, 0, 0, 0)"
+            ),
+            {"id": "1" * 32},
+        )
+
+    migrate(bare_store.engine)
+
+    step = bare_store.get_data_step("1" * 32)
+    assert step is not None
+    assert (step.state, step.unreadable_by, step.unreadable_since) == (
+        DataStepState.PENDING,
+        (),
+        None,
+    ), "no worker noted anything yet"
+
+    downgrade(bare_store, "0011_data_step")
+
+    columns = {c["name"] for c in inspect(bare_store.engine).get_columns("search_data_steps")}
+    assert not {"unreadable_by", "unreadable_since"} & columns
+    migrate(bare_store.engine)
+    assert bare_store.get_data_step("1" * 32) is not None
+
+
 # The ``nas`` command, as real processes ------------------------------------------------------
 
 

@@ -75,6 +75,12 @@ SEARCH_WRITES: dict[str, tuple[str, Write]] = {
         ),
     ),
     "fail_search": ("slot", lambda store, held: store.fail_search(held.slot, "boom")),
+    # Noted while another worker may read the photos, it writes only the data step; once
+    # none can, it fails the search (here at once: no other worker, no time to wait).
+    "note_data_unreadable": (
+        "slot",
+        lambda store, held: store.note_data_unreadable(held.slot, "unreadable", live_seconds=0),
+    ),
     "claim_finishing": ("exhausted", lambda store, _held: store.claim_finishing("w2", 30)),
     "release": ("finishing", lambda store, held: store.release(held.finishing)),
     "finish_search": (

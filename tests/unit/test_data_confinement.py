@@ -16,6 +16,7 @@ from nas.core.data_confinement import (
     Confinement,
     EntryLimitReached,
     OutsideRoots,
+    fixed_part,
 )
 from nas.core.folders import scan_folder
 from nas.worker.datasets import load_images
@@ -64,6 +65,37 @@ def test_a_glob_reaching_a_link_out_is_refused_whatever_its_target(
         Confinement([root]).glob(pattern.format(root=root))
 
     assert str(refused.value) == OUTSIDE_ROOTS
+
+
+@pytest.mark.parametrize(
+    ("path", "readable"),
+    [("a", True), ("a/x1.rec", True), ("b-link", True), ("missing", False), ("a/missing", False)],
+)
+def test_readable_inside_the_roots_is_what_is_there(root: Path, path: str, readable: bool) -> None:
+    assert Confinement([root]).readable(root / path) is readable
+
+
+@pytest.mark.parametrize("target", ["missing", "folder", "file"])
+def test_nothing_out_of_the_roots_is_readable_whatever_is_there(
+    root: Path, tmp_path: Path, target: str
+) -> None:
+    targets = {
+        "missing": tmp_path / "missing",
+        "folder": tmp_path / "outside",
+        "file": tmp_path / "outside" / "x9.rec",
+    }
+    (root / "out").symlink_to(targets[target])
+
+    assert not Confinement([root]).readable(root / "out")
+    assert not Confinement([root]).readable(targets[target])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "fixed"),
+    [("/d/a/*.rec", "/d/a"), ("/d/*/x.rec", "/d"), ("/d/a/x1.rec", "/d/a/x1.rec"), ("*", ".")],
+)
+def test_the_fixed_part_of_a_glob_is_before_its_first_wildcard(pattern: str, fixed: str) -> None:
+    assert fixed_part(pattern) == fixed
 
 
 @pytest.mark.parametrize("pattern", ["{root}/a/../a/*.rec", "{root}/*/../../outside/*", ".."])

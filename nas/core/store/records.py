@@ -275,6 +275,11 @@ class DataStepRecord:
     info: dict[str, Any]
     error: str | None
     prepared_at: datetime | None
+    #: The workers (their ids) whose hosts cannot read the search's photos, and since when
+    #: the first noted so: they never claim the step, and once every live worker has been
+    #: among them for a lease the step and its search fail.
+    unreadable_by: tuple[str, ...] = ()
+    unreadable_since: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -456,7 +456,8 @@ class Store:
 
     @retried
     def renew_slot(self, lease: SlotLease, lease_seconds: float) -> LeaseState:
-        """Extend a slot's lease (its heartbeat); raises LeaseLostError if it is gone."""
+        """Extend a slot's lease (its heartbeat), not that of a data step it holds (only its
+        progress renews that); raises LeaseLostError if it is gone."""
         with self._transaction(write=True) as session:
             renewed = session.execute(
                 update(SlotRow)
@@ -466,12 +467,6 @@ class Store:
             ).rowcount
             if not renewed:
                 raise LeaseLostError(_slot_lost(lease))
-            session.execute(
-                update(DataStepRow)
-                .where(*_holding(lease.search_id, lease.slot_id))
-                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-                .execution_options(synchronize_session=False)
-            )
             return LeaseState(
                 cancel_requested=bool(
                     session.scalar(
@@ -738,8 +733,9 @@ class Store:
     @retried
     def claim_data_step(self, lease: SlotLease, lease_seconds: float) -> DataLease | None:
         """Take the search's data step for the slot of ``lease``, under a lease of its own
-        that renewing the slot renews too; None unless the step is pending (another slot
-        holds it, or the data is ready).
+        that only :meth:`record_data_progress` renews (a holder that stalls loses it, however
+        alive its slot); None unless the step is pending (another slot holds it, or the data
+        is ready).
 
         Raises:
             LeaseLostError: the slot's lease does not hold.
@@ -786,9 +782,13 @@ class Store:
             )
 
     @retried
-    def record_data_progress(self, lease: DataLease, images_decoded: int) -> None:
-        """Note how many photos the holder of the data step decoded so far: more than any
-        holder before it is progress, which forgives the step's lost leases.
+    def record_data_progress(
+        self, lease: DataLease, images_decoded: int, lease_seconds: float
+    ) -> None:
+        """Note that the holder of the data step is still at work, having decoded
+        ``images_decoded`` photos so far, and extend the step's lease by ``lease_seconds``
+        (the one way to renew it). More photos than any holder before it decoded is
+        progress, which forgives the step's lost leases.
 
         Raises:
             LeaseLostError: the data step's lease does not hold.
@@ -803,11 +803,70 @@ class Store:
                     images_decoded=images_decoded,
                     images_reached=case((further, images_decoded), else_=reached),
                     lost_leases=case((further, 0), else_=lost),
+                    lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
                 )
                 .execution_options(synchronize_session=False)
             ).rowcount
             if not recorded:
                 raise LeaseLostError(_data_step_lost(lease))
+
+    @retried
+    def note_data_unreadable(
+        self, lease: SlotLease, reason: str, *, live_seconds: float
+    ) -> DataStepRecord:
+        """Note that the worker of the slot of ``lease`` cannot read the search's photos on
+        its host, so that it never prepares them (its slot waits for another worker's). Once
+        the step, still pending, was first noted so ``live_seconds`` ago (time for a worker
+        that can read them to start) and every live worker (registered, not stopped, its
+        heartbeat within the last ``live_seconds``) has noted so, the step and the search
+        fail with ``reason`` followed by the hosts of the workers that noted it. The step as
+        it is then.
+
+        Raises:
+            LeaseLostError: the slot's lease does not hold.
+        """
+        now = utcnow()
+        with self._transaction(write=True) as session:
+            # The search's row first, as every writer of a search locks it.
+            search = session.scalars(
+                select(SearchRow).where(SearchRow.id == lease.search_id).with_for_update()
+            ).one_or_none()
+            held = select(SlotRow.slot_id).where(*_slot_held_by(lease)).with_for_update()
+            if search is None or session.scalar(held) is None:
+                raise LeaseLostError(_slot_lost(lease))
+            step = session.scalars(
+                select(DataStepRow).where(DataStepRow.search_id == search.id).with_for_update()
+            ).one()
+            if step.state != DataStepState.PENDING.value:
+                return _data_step_record(step)
+            unreadable = list(step.unreadable_by or ())
+            if lease.worker_id not in unreadable:
+                unreadable.append(lease.worker_id)
+                step.unreadable_by = unreadable
+            if step.unreadable_since is None:
+                step.unreadable_since = now
+            grace = timedelta(seconds=live_seconds)
+            if now - step.unreadable_since < grace or SearchStatus(search.status).terminal:
+                return _data_step_record(step)
+            live_readers = session.scalar(
+                select(func.count(WorkerRow.id)).where(
+                    WorkerRow.stopped_at.is_(None),
+                    WorkerRow.heartbeat_at >= now - grace,
+                    WorkerRow.id.not_in(unreadable),
+                )
+            )
+            if not live_readers:
+                known = dict(
+                    session.execute(
+                        select(WorkerRow.id, WorkerRow.hostname).where(WorkerRow.id.in_(unreadable))
+                    ).all()
+                )
+                hosts = sorted({known.get(worker_id, worker_id) for worker_id in unreadable})
+                error = f"{reason}; hosts that cannot: {', '.join(hosts)}"
+                step.state, step.error = DataStepState.FAILED.value, error
+                _revise(session, search.id)
+                _fail_running(session, search, error)
+            return _data_step_record(step)
 
     @retried
     def mark_data_ready(self, lease: DataLease, info: dict[str, Any]) -> None:
@@ -1345,11 +1404,13 @@ def _close(
     now = utcnow()
     row.status, row.error, row.ended_by = status.value, error, ended_by.value
     row.finished_at, row.lease_expires_at = now, None
-    # Nobody prepares its data any more: an extension's first slot prepares it again.
+    # Nobody prepares its data any more: an extension's first slot prepares it again, and
+    # the workers of its run look again whether they can read the photos.
+    unprepared = (DataStepState.PENDING.value, DataStepState.PREPARING.value)
     session.execute(
         update(DataStepRow)
-        .where(DataStepRow.search_id == row.id, DataStepRow.state == DataStepState.PREPARING.value)
-        .values(**_UNHELD)
+        .where(DataStepRow.search_id == row.id, DataStepRow.state.in_(unprepared))
+        .values(**_UNHELD, unreadable_by=None, unreadable_since=None)
         .execution_options(synchronize_session=False)
     )
     row.wall_seconds = (
@@ -1791,4 +1852,6 @@ def _data_step_record(row: DataStepRow) -> DataStepRecord:
         info=dict(row.info or {}),
         error=row.error,
         prepared_at=row.prepared_at,
+        unreadable_by=tuple(row.unreadable_by or ()),
+        unreadable_since=row.unreadable_since,
     )

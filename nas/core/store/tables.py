@@ -154,6 +154,10 @@ class DataStepRow(Base):
     info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     prepared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The workers (their ids) that noted that their hosts cannot read the search's photos,
+    #: and when the first did.
+    unreadable_by: Mapped[list[str] | None] = mapped_column(JSON)
+    unreadable_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ModelRow(Base):
