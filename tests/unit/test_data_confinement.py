@@ -49,17 +49,24 @@ def test_glob_matches_what_the_standard_glob_matches(root: Path, pattern: str) -
     assert Confinement([root]).glob(f"{root}/{pattern}") == expected
 
 
+def link_out(root: Path, tmp_path: Path, target: str) -> Path:
+    """``root/out``, a link to a ``target`` out of the roots: a missing path, a folder or a
+    file; the target."""
+    outside = {
+        "missing": tmp_path / "missing",
+        "folder": tmp_path / "outside",
+        "file": tmp_path / "outside" / "x9.rec",
+    }[target]
+    (root / "out").symlink_to(outside)
+    return outside
+
+
 @pytest.mark.parametrize("target", ["missing", "folder", "file"])
 @pytest.mark.parametrize("pattern", ["{root}/*/x9.rec", "{root}/?ut/*", "{root}/out/x9.rec"])
 def test_a_glob_reaching_a_link_out_is_refused_whatever_its_target(
     root: Path, tmp_path: Path, target: str, pattern: str
 ) -> None:
-    targets = {
-        "missing": tmp_path / "missing",
-        "folder": tmp_path / "outside",
-        "file": tmp_path / "outside" / "x9.rec",
-    }
-    (root / "out").symlink_to(targets[target])
+    link_out(root, tmp_path, target)
 
     with pytest.raises(OutsideRoots) as refused:
         Confinement([root]).glob(pattern.format(root=root))
@@ -79,15 +86,10 @@ def test_readable_inside_the_roots_is_what_is_there(root: Path, path: str, reada
 def test_nothing_out_of_the_roots_is_readable_whatever_is_there(
     root: Path, tmp_path: Path, target: str
 ) -> None:
-    targets = {
-        "missing": tmp_path / "missing",
-        "folder": tmp_path / "outside",
-        "file": tmp_path / "outside" / "x9.rec",
-    }
-    (root / "out").symlink_to(targets[target])
+    outside = link_out(root, tmp_path, target)
 
     assert not Confinement([root]).readable(root / "out")
-    assert not Confinement([root]).readable(targets[target])
+    assert not Confinement([root]).readable(outside)
 
 
 @pytest.mark.parametrize(
