@@ -126,20 +126,15 @@ class ExplorationClock:
         budget = self._clock.seconds
         if budget is None:
             return FINAL_TRAINING_SHARE
+        found = False
         if self._epoch_seconds is None and time.monotonic() >= self._next_look:
             self._epoch_seconds = self._look_up_epoch_seconds()
             self._next_look = time.monotonic() + self._look_every_seconds
-            if self._epoch_seconds is not None:
-                self._note_reserve(budget)
-        return final_training_reserve(
-            budget, final_epochs_needed=self._final_epochs_needed, epoch_seconds=self._epoch_seconds
-        )
-
-    def _note_reserve(self, budget: float) -> None:
+            found = self._epoch_seconds is not None
         reserve = final_training_reserve(
             budget, final_epochs_needed=self._final_epochs_needed, epoch_seconds=self._epoch_seconds
         )
-        if reserve > FINAL_TRAINING_SHARE:
+        if found and reserve > FINAL_TRAINING_SHARE:
             log.info(
                 "the first trial's epochs take %.1f s on the final training's photos: "
                 "exploration gets %.0f s of the %g s budget, the final training the rest "
@@ -149,6 +144,7 @@ class ExplorationClock:
                 budget,
                 self._final_epochs_needed,
             )
+        return reserve
 
     def expired(self) -> bool:
         """Whether exploration's share is spent: no new trial, and running ones stop."""
