@@ -31,6 +31,13 @@ FINAL_EPOCHS_PER_TRIAL_EPOCHS = 3
 #: ... up to this share of the budget: exploration keeps the rest, enough for the space's
 #: defaults (its first trial) and a few others.
 MOST_FINAL_TRAINING_SHARE = 0.9
+#: What the final trainings leave of a budget for exporting and testing the models after them
+#: (the export's own time is not known before it runs): this many of their epochs (the test
+#: pass and the model's size grow with them), plus the seconds below for each exported model
+#: (writing a SavedModel and a .keras file of a small convnet takes a few on a CPU). The test
+#: pass over the held-out photos is a fraction of an epoch: it runs forward only.
+EXPORT_RESERVE_EPOCHS = 1
+EXPORT_RESERVE_SECONDS_PER_MODEL = 5.0
 #: How often an exploration clock looks for the first trial's epoch time until it has it.
 EPOCH_TIME_LOOK_SECONDS = 5.0
 
@@ -73,17 +80,31 @@ class SearchClock:
         return f"the search's budget of {self.seconds:g} s ran out"
 
 
+def export_reserve(epoch_seconds: float | None, exported_models: int) -> float:
+    """The seconds a budget keeps after the final trainings for exporting and testing
+    ``exported_models`` models whose architectures' epochs take ``epoch_seconds`` (None: not
+    known yet)."""
+    return EXPORT_RESERVE_EPOCHS * (epoch_seconds or 0.0) + (
+        EXPORT_RESERVE_SECONDS_PER_MODEL * exported_models
+    )
+
+
 def final_training_reserve(
-    budget_seconds: float, *, final_epochs_needed: int, epoch_seconds: float | None
+    budget_seconds: float,
+    *,
+    final_epochs_needed: int,
+    epoch_seconds: float | None,
+    exported_models: int,
 ) -> float:
-    """The share of a budget of ``budget_seconds`` kept for the final trainings:
-    :data:`FINAL_TRAINING_SHARE`, or more where that would not train
-    ``final_epochs_needed`` epochs of ``epoch_seconds`` (None: not known yet), up to
-    :data:`MOST_FINAL_TRAINING_SHARE`."""
-    if epoch_seconds is None:
-        return FINAL_TRAINING_SHARE
-    needed = final_epochs_needed * epoch_seconds / budget_seconds
-    return min(max(FINAL_TRAINING_SHARE, needed), MOST_FINAL_TRAINING_SHARE)
+    """The share of a budget of ``budget_seconds`` kept for the final trainings and the export
+    after them: :data:`FINAL_TRAINING_SHARE` of it to train, or more where that would not
+    train ``final_epochs_needed`` epochs of ``epoch_seconds`` (None: not known yet), and the
+    :func:`export_reserve` of ``exported_models``; up to :data:`MOST_FINAL_TRAINING_SHARE`."""
+    training = FINAL_TRAINING_SHARE * budget_seconds
+    if epoch_seconds is not None:
+        training = max(training, final_epochs_needed * epoch_seconds)
+    kept = training + export_reserve(epoch_seconds, exported_models)
+    return min(kept / budget_seconds, MOST_FINAL_TRAINING_SHARE)
 
 
 class ExplorationClock:
@@ -92,10 +113,11 @@ class ExplorationClock:
 
     That share depends on how long the final training's epochs take, which the search's first
     trial tells (``epoch_seconds`` returns its epoch time scaled to the final training's
-    photos, or None until it has timed epochs); until then, and without a budget, the share
-    is :data:`FINAL_TRAINING_SHARE`. Every slot and the finishing step read the same first
-    trial, so they agree on when exploration ends. ``expired`` is called at each batch: the
-    epoch time is looked up at most every ``look_every_seconds``, and kept once found.
+    photos, or None until it has timed epochs); until then the share is
+    :data:`FINAL_TRAINING_SHARE` and the export's reserve. Every slot and the finishing step
+    read the same first trial, so they agree on when exploration ends. ``expired`` is called
+    at each batch: the epoch time is looked up at most every ``look_every_seconds``, and kept
+    once found.
     """
 
     def __init__(
@@ -103,10 +125,12 @@ class ExplorationClock:
         clock: SearchClock,
         *,
         final_epochs_needed: int,
+        exported_models: int,
         epoch_seconds: Callable[[], float | None],
         look_every_seconds: float = EPOCH_TIME_LOOK_SECONDS,
     ) -> None:
         self._clock = clock
+        self._exported_models = exported_models
         self._look_every_seconds = look_every_seconds
         self._final_epochs_needed = final_epochs_needed
         self._look_up_epoch_seconds = epoch_seconds
@@ -132,9 +156,12 @@ class ExplorationClock:
             self._next_look = time.monotonic() + self._look_every_seconds
             found = self._epoch_seconds is not None
         reserve = final_training_reserve(
-            budget, final_epochs_needed=self._final_epochs_needed, epoch_seconds=self._epoch_seconds
+            budget,
+            final_epochs_needed=self._final_epochs_needed,
+            epoch_seconds=self._epoch_seconds,
+            exported_models=self._exported_models,
         )
-        if found and reserve > FINAL_TRAINING_SHARE:
+        if found:
             log.info(
                 "the first trial's epochs take %.1f s on the final training's photos: "
                 "exploration gets %.0f s of the %g s budget, the final training the rest "

@@ -24,9 +24,16 @@ from nas.core.errors import LeaseLostError
 from nas.core.store import FinalTraining, TrialRecord
 from nas.hypermodels import build_hypermodel
 from nas.worker.batching import full_batches
+from nas.worker.budget import export_reserve
 from nas.worker.oracles import EPOCHS
 from nas.worker.signals import Interruptions
-from nas.worker.tuning import SearchCancelled, SearchInterrupted, SearchStopped
+from nas.worker.tuning import (
+    EPOCH_SECONDS,
+    TRAIN_SECONDS,
+    SearchCancelled,
+    SearchInterrupted,
+    SearchStopped,
+)
 
 if TYPE_CHECKING:
     from nas.worker.search import SearchSetup
@@ -35,12 +42,6 @@ log = logging.getLogger(__name__)
 
 #: The prefix of the values a tuner adds to a trial's hyperparameters for its own schedule.
 TUNER_VALUES = "tuner/"
-#: What the final trainings leave of a budget for exporting and testing the models after them
-#: (the export's own time is not known before it runs): this many of their epochs (the test
-#: pass and the model's size grow with them), plus the seconds below for each exported model
-#: (writing a SavedModel and a .keras file of a small convnet takes a few on a CPU).
-EXPORT_RESERVE_EPOCHS = 2
-EXPORT_RESERVE_SECONDS_PER_MODEL = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,17 @@ class FinalModel:
 
 
 def seconds_per_epoch(trial: TrialRecord, trial_images: int, final_images: int) -> float | None:
-    """The trial's median epoch time, scaled from the ``trial_images`` it trained on to the
-    ``final_images`` of a final training (an epoch's time grows with its photos); None when
-    its history timed no epoch."""
-    timed = [epoch["epoch_seconds"] for epoch in trial.history if "epoch_seconds" in epoch]
+    """The median time of the trial's training passes, scaled from the ``trial_images`` it
+    trained on to the ``final_images`` of a final training (an epoch's time grows with its
+    photos); None when its history timed no epoch.
+
+    A final training validates on nothing: the trial's validation is left out where its
+    history timed the training pass alone (older histories timed whole epochs)."""
+    timed = [
+        epoch.get(TRAIN_SECONDS, epoch.get(EPOCH_SECONDS))
+        for epoch in trial.history
+        if TRAIN_SECONDS in epoch or EPOCH_SECONDS in epoch
+    ]
     if not timed or trial_images <= 0:
         return None
     # The median: a trial's first epoch also compiles the step, and is slower.
@@ -102,20 +110,26 @@ def plan_final_training(
     epoch_seconds = seconds_per_epoch(trial, trial_images, final_images)
     share = None
     if remaining_seconds is not None:
-        reserve = (
-            EXPORT_RESERVE_EPOCHS * (epoch_seconds or 0.0)
-            + EXPORT_RESERVE_SECONDS_PER_MODEL * exported_models
-        )
+        reserve = export_reserve(epoch_seconds, exported_models)
         share = max(0.0, remaining_seconds - reserve) / trainings_left
     epochs = final_epochs(trial, remaining_seconds=share, epoch_seconds=epoch_seconds)
     return FinalPlan(epochs, share, epoch_seconds)
 
 
-def stops_at_deadline(now: float, deadline: float | None, last_epoch_seconds: float) -> bool:
-    """Whether a final training stops after the epoch that ended at ``now``: another as long as
-    the last would end past ``deadline`` (its learning rate is then near the end of its
-    schedule's decay: a late stop costs little)."""
-    return deadline is not None and now + last_epoch_seconds > deadline
+def next_epoch_seconds(epochs_done: int, last_epoch_seconds: float, planned: float | None) -> float:
+    """How long a final training's next epoch should take: as long as its last one, except
+    after its first, which also compiled the training step: then no longer than the
+    ``planned`` epoch time its trial foretold (None: not known)."""
+    if epochs_done == 1 and planned is not None:
+        return min(last_epoch_seconds, planned)
+    return last_epoch_seconds
+
+
+def stops_at_deadline(now: float, deadline: float | None, next_epoch: float) -> bool:
+    """Whether a final training stops after the epoch that ended at ``now``: the next one,
+    lasting ``next_epoch`` seconds, would end past ``deadline`` (its learning rate is then near
+    the end of its schedule's decay: a late stop costs little)."""
+    return deadline is not None and now + next_epoch > deadline
 
 
 def train_to_the_end(
@@ -167,7 +181,9 @@ def train_to_the_end(
                 trial,
                 rank,
                 plan.epochs,
-                watch=FinalTrainingWatch(setup, interruptions, cancel_requested, deadline),
+                watch=FinalTrainingWatch(
+                    setup, interruptions, cancel_requested, deadline, plan.epoch_seconds
+                ),
                 no_time=f"the budget left {plan.seconds or 0:.0f} s, under one epoch "
                 f"({plan.epoch_seconds or 0:.0f} s) and the export's reserve",
             )
@@ -278,7 +294,8 @@ def _failed(
 class FinalTrainingWatch(keras.callbacks.Callback):
     """Stops a final training on SIGTERM (the search resumes later) or on cancel (the trials'
     own models are exported), and when the search's lease is lost; ends it at an epoch's end
-    before it would overrun ``deadline`` (on the monotonic clock; None: none)."""
+    before it would overrun ``deadline`` (on the monotonic clock; None: none), its epochs
+    expected to last ``planned_epoch_seconds`` until it has timed one past its first."""
 
     def __init__(
         self,
@@ -286,12 +303,14 @@ class FinalTrainingWatch(keras.callbacks.Callback):
         interruptions: Interruptions,
         cancel_requested: Callable[[], bool],
         deadline: float | None = None,
+        planned_epoch_seconds: float | None = None,
     ) -> None:
         super().__init__()
         self._setup = setup
         self._interruptions = interruptions
         self._cancel_requested = cancel_requested
         self._deadline = deadline
+        self._planned_epoch_seconds = planned_epoch_seconds
         self._epoch_started = time.monotonic()
         #: Epochs trained to their end so far.
         self.epochs_done = 0
@@ -305,10 +324,12 @@ class FinalTrainingWatch(keras.callbacks.Callback):
             raise SearchInterrupted
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.epochs_done = epoch + 1
+        self.epochs_done += 1
         self._setup.ensure_held()
         if self._cancel_requested():
             raise SearchCancelled
         now = time.monotonic()
-        if stops_at_deadline(now, self._deadline, now - self._epoch_started):
+        last = now - self._epoch_started
+        next_epoch = next_epoch_seconds(self.epochs_done, last, self._planned_epoch_seconds)
+        if stops_at_deadline(now, self._deadline, next_epoch):
             self.model.stop_training = True

@@ -127,6 +127,7 @@ def exploration_clock(
     return ExplorationClock(
         clock,
         final_epochs_needed=FINAL_EPOCHS_PER_TRIAL_EPOCHS * spec.tuner.epochs * spec.final_top_k,
+        exported_models=spec.export_top_k,
         epoch_seconds=first_trial_epoch_seconds,
     )
 

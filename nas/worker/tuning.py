@@ -35,8 +35,12 @@ TUNER_CLASSES: dict[str, type[keras_tuner.Tuner]] = {
     "hyperband": CheckpointResumingTuner,
 }
 FAILED_TRIAL_STATES = {"FAILED", "INVALID"}
-#: What the journal adds to Keras's metrics of each epoch: how long it took.
+#: What the journal adds to Keras's metrics of each epoch: how long it took, validation
+#: included, and how long its training pass alone took.
 EPOCH_SECONDS = "epoch_seconds"
+TRAIN_SECONDS = "train_seconds"
+#: The timings among an epoch's metrics: not Keras's, so never put back into a fit's history.
+TIMINGS = frozenset({EPOCH_SECONDS, TRAIN_SECONDS})
 #: A trial's folder in the tuner's project folder where its fit backs up its state at each
 #: epoch's end (removed when the fit ends); a rerun of the trial resumes from it.
 BACKUP_FOLDER = "backup"
@@ -97,6 +101,7 @@ class EpochReporter(keras.callbacks.Callback):
         self._began = False
         self._history: list[dict[str, float]] = []
         self._epoch_started = time.perf_counter()
+        self._validation_started: float | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EpochReporter:
         # KerasTuner deep-copies callbacks per execution; the journal must stay shared.
@@ -126,6 +131,12 @@ class EpochReporter(keras.callbacks.Callback):
             # The fit's first epoch: a backup of an earlier run may have moved it on.
             self._begin(epoch)
         self._epoch_started = time.perf_counter()
+        self._validation_started = None
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # Within a fit, the epoch's validation: what came before it was the training pass.
+        if self._validation_started is None:
+            self._validation_started = time.perf_counter()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if not self._began:
@@ -143,8 +154,12 @@ class EpochReporter(keras.callbacks.Callback):
             self._on_resumed(kept, self._first_epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        seconds = time.perf_counter() - self._epoch_started
-        metrics = (logs or {}) | {EPOCH_SECONDS: seconds}
+        ended = time.perf_counter()
+        trained = (self._validation_started or ended) - self._epoch_started
+        metrics = (logs or {}) | {
+            EPOCH_SECONDS: ended - self._epoch_started,
+            TRAIN_SECONDS: trained,
+        }
         try:
             recorded = self._journal.epoch_ended(
                 self._trial_id, epoch - self._first_epoch, metrics, self.model.count_params()
@@ -310,7 +325,7 @@ def prepend_epochs(history: keras.callbacks.History, epochs: Sequence[Mapping[st
     if not epochs:
         return
     trained = len(history.epoch)
-    names = (set(history.history) | {name for epoch in epochs for name in epoch}) - {EPOCH_SECONDS}
+    names = (set(history.history) | {name for epoch in epochs for name in epoch}) - TIMINGS
     history.history = {
         name: [epoch.get(name, math.nan) for epoch in epochs]
         + list(history.history.get(name, [math.nan] * trained))

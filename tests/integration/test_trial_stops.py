@@ -4,6 +4,7 @@ notes early stopping, and each reason reaches the trial's record."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from nas.worker.journal import TrialJournal
 from nas.worker.pruning import StopRules, early_stopping
 from nas.worker.search import exploration_clock
 from nas.worker.signals import Interruptions
-from nas.worker.tuning import EpochReporter
+from nas.worker.tuning import EPOCH_SECONDS, TRAIN_SECONDS, EpochReporter
 from tests.support.leases import join
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -38,7 +39,11 @@ def leased_search(
 
 
 def fit_always_class_zero(
-    journal: TrialJournal, rules: StopRules, trial_id: str, epochs: int
+    journal: TrialJournal,
+    rules: StopRules,
+    trial_id: str,
+    epochs: int,
+    later_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> None:
     """Train a model that always predicts class 0 (nothing it can learn) for ``epochs``."""
     journal.trial_started(trial_id, {})
@@ -66,6 +71,7 @@ def fit_always_class_zero(
         callbacks=[
             *early_stopping(rules.spec, {}),
             EpochReporter(journal, trial_id, Interruptions(), rules),
+            *(later_callbacks or []),
         ],
     )
     journal.trial_ended(trial_id, completed=True, error=None)
@@ -121,18 +127,47 @@ def test_exploration_leaves_the_final_training_what_the_first_trial_s_epochs_nee
         )
         return explored.seconds
 
+    # Its epochs: 10 s of training on 80 photos, then 2 s of validation.
+    timings = {"epoch_seconds": 12.0, "train_seconds": 10.0}
     journal.trial_started("00", {})
     for epoch in range(2):
-        journal.epoch_ended("00", epoch, {"val_accuracy": 0.5, "epoch_seconds": 10.0}, params=10)
-    # Running, two epochs: its first one compiled too; the default share is kept.
-    assert exploration_seconds() == pytest.approx(600)
-    journal.epoch_ended("00", 2, {"val_accuracy": 0.5, "epoch_seconds": 10.0}, params=10)
-    # 3 x 20 epochs of 12.5 s (10 s on 80 photos, on 100): 750 s kept for them.
-    assert exploration_seconds() == pytest.approx(250)
+        journal.epoch_ended("00", epoch, {"val_accuracy": 0.5, **timings}, params=10)
+    # Running, two epochs: its first one compiled too. The default share is kept: 40% of the
+    # budget, and 5 s for each of the 3 models the export writes.
+    assert exploration_seconds() == pytest.approx(1000 - 400 - 3 * 5)
+    journal.epoch_ended("00", 2, {"val_accuracy": 0.5, **timings}, params=10)
+    # 3 x 20 epochs of 12.5 s (10 s on 80 photos, on 100, validating none): 750 s kept for
+    # them, and 1 of them and 15 s for the export.
+    assert exploration_seconds() == pytest.approx(1000 - 750 - (12.5 + 3 * 5))
     journal.trial_started("01", {})
     journal.epoch_ended("01", 0, {"val_accuracy": 0.5, "epoch_seconds": 1.0}, params=10)
-    assert exploration_seconds() == pytest.approx(250), "the first trial's epochs, not later ones"
+    assert exploration_seconds() == pytest.approx(222.5), "the first trial's epochs, not later ones"
     no_final = spec.model_copy(update={"final_top_k": 0})
     assert exploration_clock(
         store, lease.search_id, no_final, clock, trial_images=80, final_images=100
     ).seconds == pytest.approx(1000)
+
+
+class SlowValidation(keras.callbacks.Callback):
+    """Makes each validation of a fit last at least ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        time.sleep(self.seconds)
+
+
+def test_each_epoch_times_its_training_pass_apart_from_its_validation(store: Store) -> None:
+    # A final training validates on nothing: its epochs are planned from the training passes.
+    spec, lease = leased_search(store, patience=0, pruning=False)
+    journal = TrialJournal(store, lease, spec.objective)
+    rules = StopRules(spec, SearchClock(datetime.now(UTC), None), classes=2)
+
+    fit_always_class_zero(journal, rules, "00", epochs=3, later_callbacks=[SlowValidation(0.4)])
+
+    [trial] = store.list_trials(lease.search_id)
+    assert len(trial.history) == 3
+    for epoch in trial.history:
+        assert 0 < epoch[TRAIN_SECONDS] <= epoch[EPOCH_SECONDS] - 0.4, epoch

@@ -107,11 +107,22 @@ def test_a_budget_plans_the_trials_and_epochs_the_body_leaves_out() -> None:
 
 
 def test_the_final_training_reserve_grows_where_epochs_are_dear() -> None:
+    def reserve(epoch_seconds: float | None, exported_models: int = 0) -> float:
+        return final_training_reserve(
+            1200,
+            final_epochs_needed=60,
+            epoch_seconds=epoch_seconds,
+            exported_models=exported_models,
+        )
+
     # 60 epochs of 4 s fit in 40% of 1,200 s; of 19 s they would take 95%, capped at 90%.
-    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=4.0) == 0.4
-    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=10.0) == 0.5
-    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=19.0) == 0.9
-    assert final_training_reserve(1200, final_epochs_needed=60, epoch_seconds=None) == 0.4
+    # The export after them keeps 1 of their epochs, and 5 s for each model it writes.
+    assert reserve(4.0) == pytest.approx((480 + 4.0) / 1200)
+    assert reserve(10.0) == pytest.approx((600 + 10.0) / 1200)
+    assert reserve(19.0) == 0.9
+    assert reserve(None) == 0.4
+    assert reserve(10.0, exported_models=3) == pytest.approx((600 + 10.0 + 3 * 5.0) / 1200)
+    assert reserve(None, exported_models=3) == pytest.approx((480 + 3 * 5.0) / 1200)
 
 
 def test_exploration_ends_where_the_first_trial_s_epochs_say() -> None:
@@ -120,23 +131,31 @@ def test_exploration_ends_where_the_first_trial_s_epochs_say() -> None:
     clock = ExplorationClock(
         SearchClock(started, 1000),
         final_epochs_needed=60,
+        exported_models=0,
         epoch_seconds=lambda: looked_up.pop(0),
         look_every_seconds=0.0,
     )
     # Not timed yet: the default share, 600 s of exploration, 300 s of it spent.
     assert clock.seconds == pytest.approx(600)
-    # 60 epochs of 10 s: 60% of the budget kept, 400 s of exploration; then no more looks.
-    assert clock.seconds == pytest.approx(400) and not looked_up
-    assert clock.reserve() == pytest.approx(0.6) and not clock.expired()
+    # 60 epochs of 10 s and 1 for the export: 610 s of the budget kept, 390 s of exploration;
+    # then no more looks.
+    assert clock.seconds == pytest.approx(390) and not looked_up
+    assert clock.reserve() == pytest.approx(0.61) and not clock.expired()
     assert clock.stop_reason() == (
-        "exploration's share of the search's budget ran out (400 of 1000 s; the rest trains "
+        "exploration's share of the search's budget ran out (390 of 1000 s; the rest trains "
         "the best architecture to the end)"
     )
     spent = ExplorationClock(
-        SearchClock(started, 600), final_epochs_needed=60, epoch_seconds=lambda: 5.0
+        SearchClock(started, 600),
+        final_epochs_needed=60,
+        exported_models=0,
+        epoch_seconds=lambda: 5.0,
     )
     assert spent.expired(), "300 s spent of 600 - 300 s"
     unbounded = ExplorationClock(
-        SearchClock(started, None), final_epochs_needed=60, epoch_seconds=lambda: 5.0
+        SearchClock(started, None),
+        final_epochs_needed=60,
+        exported_models=0,
+        epoch_seconds=lambda: 5.0,
     )
     assert unbounded.seconds is None and not unbounded.expired()
