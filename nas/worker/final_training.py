@@ -53,9 +53,11 @@ class FinalModel:
 
 
 def seconds_per_epoch(trial: TrialRecord, trial_images: int, final_images: int) -> float | None:
-    """The median time of the trial's training passes, scaled from the ``trial_images`` it
-    trained on to the ``final_images`` of a final training (an epoch's time grows with its
-    photos); None when its history timed no epoch.
+    """The mean time of the trial's training passes past its first (which also compiled the
+    training step), scaled from the ``trial_images`` it trained on to the ``final_images`` of a
+    final training (an epoch's time grows with its photos); None when its history timed no
+    epoch. The mean, not the median: a training's length is the sum of its epochs, and on a
+    shared CPU their times spread wide (6 to 10 s, the same model, one run).
 
     A final training validates on nothing: the trial's validation is left out where its
     history timed the training pass alone (older histories timed whole epochs)."""
@@ -66,8 +68,8 @@ def seconds_per_epoch(trial: TrialRecord, trial_images: int, final_images: int) 
     ]
     if not timed or trial_images <= 0:
         return None
-    # The median: a trial's first epoch also compiles the step, and is slower.
-    return statistics.median(timed) * final_images / trial_images
+    past_the_first = timed[1:] or timed
+    return statistics.fmean(past_the_first) * final_images / trial_images
 
 
 def final_epochs(

@@ -119,7 +119,7 @@ def exploration_clock(
         if not trials:
             return None
         first = trials[0]
-        # A running trial's median needs three epochs: its first one also compiles the step.
+        # A running trial's pace needs epochs past its first, which also compiled the step.
         if first.status == TrialStatus.RUNNING and len(first.history) < 3:
             return None
         return seconds_per_epoch(first, trial_images, final_images)

@@ -42,7 +42,7 @@ def trial_with(history: list[dict[str, float]], **hyperparameters: object) -> Tr
 def test_the_epochs_of_a_final_training_fit_the_time_left() -> None:
     from nas.worker.final_training import final_epochs, seconds_per_epoch
 
-    # The first epoch compiles; the median is 4 s on 80 photos, so 5 s on 100.
+    # The first epoch compiles; past it, 4 s on 80 photos, so 5 s on 100.
     trial = trial_with([{"epoch_seconds": 10.0}, {"epoch_seconds": 4.0}, {"epoch_seconds": 4.0}])
     epoch_seconds = seconds_per_epoch(trial, trial_images=80, final_images=100)
     assert epoch_seconds == pytest.approx(5.0)

@@ -60,6 +60,8 @@ def test_a_final_epoch_lasts_as_long_as_the_trial_s_training_passes_not_its_vali
 
     # The final training trains on the 100 photos and validates on none.
     assert seconds_per_epoch(trial, trial_images=80, final_images=100) == pytest.approx(3.75)
+    # The mean past the first epoch: the sum of the epochs is what a plan must fit.
+    assert seconds_per_epoch(trial_of([9.0, 4.0, 8.0, 6.0]), 80, 80) == pytest.approx(6.0)
     # A history from before the training pass was timed alone: its whole epochs.
     assert seconds_per_epoch(trial_of([9.0, 4.0, 4.0]), 80, 100) == pytest.approx(5.0)
     assert seconds_per_epoch(trial_of([]), 80, 100) is None
