@@ -27,6 +27,7 @@ from nas.worker.batching import full_batches
 from nas.worker.budget import export_reserve
 from nas.worker.oracles import EPOCHS
 from nas.worker.signals import Interruptions
+from nas.worker.supervision import CANCEL_POLL_SECONDS
 from nas.worker.tuning import (
     EPOCH_SECONDS,
     TRAIN_SECONDS,
@@ -295,7 +296,9 @@ def _failed(
 
 class FinalTrainingWatch(keras.callbacks.Callback):
     """Stops a final training on SIGTERM (the search resumes later) or on cancel (the trials'
-    own models are exported), and when the search's lease is lost; ends it at an epoch's end
+    own models are exported; asked between batches, at most every
+    :data:`~nas.worker.supervision.CANCEL_POLL_SECONDS`, since no worker interrupts a
+    finishing step for it), and when the search's lease is lost; ends it at an epoch's end
     before it would overrun ``deadline`` (on the monotonic clock; None: none), its epochs
     expected to last ``planned_epoch_seconds`` until it has timed one past its first."""
 
@@ -314,6 +317,7 @@ class FinalTrainingWatch(keras.callbacks.Callback):
         self._deadline = deadline
         self._planned_epoch_seconds = planned_epoch_seconds
         self._epoch_started = time.monotonic()
+        self._next_cancel_check = time.monotonic() + CANCEL_POLL_SECONDS
         #: Epochs trained to their end so far.
         self.epochs_done = 0
 
@@ -324,6 +328,11 @@ class FinalTrainingWatch(keras.callbacks.Callback):
         # A *_begin hook keeps Keras's asynchronous batch dispatch on.
         if self._interruptions.requested:
             raise SearchInterrupted
+        now = time.monotonic()
+        if now >= self._next_cancel_check:
+            self._next_cancel_check = now + CANCEL_POLL_SECONDS
+            if self._cancel_requested():
+                raise SearchCancelled
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epochs_done += 1

@@ -155,7 +155,9 @@ class Worker:
             target=main, args=(self.settings, lease, os.getpid()), name=f"{lease.search_id[:8]}"
         )
         process.start()
-        child = Child(process, lease, SupervisionState())
+        child = Child(
+            process, lease, SupervisionState(interrupts_on_cancel=isinstance(lease, SlotLease))
+        )
         log.info("started the %s", child.name)
         self.children.append(child)
 

@@ -32,6 +32,10 @@ class SupervisionState:
     """What happened so far while one process ran; times on the monotonic clock."""
 
     next_heartbeat_at: float = 0.0
+    #: Whether a cancel request interrupts the process once the grace is over: a slot's, whose
+    #: trial must stop. A finishing step stops its final training itself on a cancel, and
+    #: must not be interrupted: exporting the finished trials' models is how a cancel ends.
+    interrupts_on_cancel: bool = True
     next_cancel_check_at: float = 0.0
     cancel_seen_at: float | None = None
     terminated_at: float | None = None
@@ -100,7 +104,11 @@ def next_actions(
     if now >= state.next_heartbeat_at:
         actions.append(Heartbeat())
         state = replace(state, next_heartbeat_at=now + settings.heartbeat_seconds)
-    if state.cancel_seen_at is None and now >= state.next_cancel_check_at:
+    if (
+        state.interrupts_on_cancel
+        and state.cancel_seen_at is None
+        and now >= state.next_cancel_check_at
+    ):
         actions.append(CheckCancel())
         state = replace(state, next_cancel_check_at=now + CANCEL_POLL_SECONDS)
     step = _interrupt_after_grace(state, now, settings)
@@ -232,7 +240,7 @@ def after_exit(
         or search.worker_id != lease.worker_id
     ):
         return LeaveAlone()  # its process closed it itself
-    if state.cancel_seen_at is not None:
+    if state.cancel_seen_at is not None or search.cancel_requested:
         return Close(SearchStatus.CANCELLED)
     if exitcode == EXIT_INTERRUPTED or stopping:
         return GiveBack()

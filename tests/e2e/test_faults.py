@@ -274,6 +274,36 @@ def test_cancel_running_search_stops_it_and_keeps_finished_trials(
     assert search.final_training == (), "a cancelled search trains nothing to the end"
 
 
+# The supervision does not depend on the database; SQLite covers it.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_cancel_during_the_finishing_step_exports_the_finished_trials(
+    fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
+) -> None:
+    # No grace: a worker that interrupted the finishing step for the cancel would close the
+    # search with nothing exported. The step stops its final training itself, and exports.
+    fault_settings = fault_settings.model_copy(update={"cancel_grace_seconds": 0.0})
+    logs = logs_dir(tmp_path)
+    search_id = submit_search(client, photos, trials=1, epochs=30, patience=0)
+    worker = start_worker(fault_settings, logs, "worker")
+    try:
+        wait_until(
+            lambda: "started the finishing step" in (logs / "worker.log").read_text(),
+            180,
+            "the finishing step",
+            0.1,
+        )
+        assert client.post(f"/v1/searches/{search_id}/cancel").status_code == 202
+        search = finished(store, search_id, timeout=120)
+        assert worker.poll() is None, "the worker keeps serving"
+    finally:
+        assert stop_process(worker) == 0
+    assert search.status == SearchStatus.CANCELLED
+    [trial] = store.list_trials(search_id)
+    assert trial.status == TrialStatus.COMPLETED
+    assert [model.trial_id for model in store.list_models(search_id)] == [trial.trial_id]
+    assert "did not stop at an epoch end" not in (logs / "worker.log").read_text()
+
+
 def test_cancel_queued_search_never_starts(
     fault_settings: Settings, store: Store, client: TestClient, photos: Path, tmp_path: Path
 ) -> None:

@@ -94,6 +94,13 @@ LOST = Kill("lost its lease")
             [],
             id="cancel seen: no more checks",
         ),
+        pytest.param(
+            replace(QUIET, next_cancel_check_at=NOW, interrupts_on_cancel=False),
+            0,
+            NOW,
+            [],
+            id="finishing step: stops itself on a cancel",
+        ),
         pytest.param(QUIET, 1, NOW, [STOP], id="stop requested"),
         pytest.param(
             SupervisionState(), 1, NOW, [STOP, Heartbeat(), CheckCancel()], id="stop: beats on"
@@ -283,6 +290,7 @@ def test_after_lease_lost(search: SearchRecord | None, closed: bool) -> None:
 # After the process exited -------------------------------------------------------------------
 
 RUNNING = search_record()
+CANCEL_REQUESTED = replace(RUNNING, cancel_requested=True)
 CANCEL_SEEN = replace(QUIET, cancel_seen_at=NOW)
 
 
@@ -333,6 +341,14 @@ CANCEL_SEEN = replace(QUIET, cancel_seen_at=NOW)
         ),
         pytest.param(
             -9, CANCEL_SEEN, RUNNING, True, Close(SearchStatus.CANCELLED), id="cancel: killed"
+        ),
+        pytest.param(
+            -9,
+            replace(QUIET, interrupts_on_cancel=False),
+            CANCEL_REQUESTED,
+            False,
+            Close(SearchStatus.CANCELLED),
+            id="cancel, not watched: killed",
         ),
         pytest.param(EXIT_INTERRUPTED, QUIET, RUNNING, False, GiveBack(), id="interrupted"),
         pytest.param(EXIT_INTERRUPTED, QUIET, RUNNING, True, GiveBack(), id="stop: interrupted"),
