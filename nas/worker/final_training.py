@@ -328,19 +328,21 @@ class FinalTrainingWatch(keras.callbacks.Callback):
         # A *_begin hook keeps Keras's asynchronous batch dispatch on.
         if self._interruptions.requested:
             raise SearchInterrupted
-        now = time.monotonic()
-        if now >= self._next_cancel_check:
-            self._next_cancel_check = now + CANCEL_POLL_SECONDS
-            if self._cancel_requested():
-                raise SearchCancelled
+        self._raise_if_cancelled(time.monotonic())
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epochs_done += 1
         self._setup.ensure_held()
-        if self._cancel_requested():
-            raise SearchCancelled
         now = time.monotonic()
+        self._raise_if_cancelled(now)
         last = now - self._epoch_started
         next_epoch = next_epoch_seconds(self.epochs_done, last, self._planned_epoch_seconds)
         if stops_at_deadline(now, self._deadline, next_epoch):
             self.model.stop_training = True
+
+    def _raise_if_cancelled(self, now: float) -> None:
+        # One store query a poll interval at most, however short the batches and epochs.
+        if now >= self._next_cancel_check:
+            self._next_cancel_check = now + CANCEL_POLL_SECONDS
+            if self._cancel_requested():
+                raise SearchCancelled
